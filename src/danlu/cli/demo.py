@@ -1,0 +1,67 @@
+"""`danlu demo`: the main job on the bundled default data (examples/digits.py).
+
+Walks the practices in order: know the data (audit), sanity checks (doctor), train
+with tracking, read the curves (diagnosis), study the errors (cases), then says
+where everything is and what to try next.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from danlu.cli.common import add_store_arg, open_store_from_args
+from danlu.console import console, escape
+
+__all__ = ["register", "demo_recipe_path"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the tour: audit, check, train, diagnose and study errors on digits",
+                       description="Runs danlu's whole workflow on examples/digits.py "
+                       "(scikit-learn's bundled digits; no download).")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_store_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def demo_recipe_path() -> Path:
+    """examples/digits.py: shipped inside the wheel, or next to the source tree."""
+    import danlu
+
+    here = Path(danlu.__file__).resolve().parent
+    for candidate in (here / "examples" / "digits.py", here.parents[1] / "examples" / "digits.py"):
+        if candidate.exists():
+            return candidate
+    from danlu.errors import DanluError
+
+    raise DanluError("The demo recipe examples/digits.py is missing from this installation; reinstall danlu.")
+
+
+def _step(title: str) -> None:
+    console.rule(f"[bold]{escape(title)}[/]")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from danlu.cli.train import print_result
+    from danlu.engine import fit
+    from danlu.recipe import load_recipe
+
+    store = open_store_from_args(args)
+    path = demo_recipe_path()
+    recipe = load_recipe(path)
+
+    _step("train: per-batch loss, validation probes, checkpoints, reproducibility record (T1, T3, E1)")
+    result = fit(recipe, store=store, note="danlu demo", tags=["demo"], device=args.device,
+                 progress=not args.quiet)
+    print_result(store, result)
+
+    _step("what next")
+    ref = result.name
+    store_flag = f" --store {args.store}" if args.store else ""
+    console.print(f"  danlu runs{store_flag}                      the experiment table")
+    console.print(f"  danlu show {ref}{store_flag}        hyperparameters, reproducibility record, curves")
+    console.print(f"  danlu train {path} lr=1e-3 -m 'try a lower lr'   a second run to compare")
+    console.print(f"  danlu reproduce {ref}{store_flag}   re-run from the code snapshot, compare point by point")
+    return 0 if result.status == "finished" else 1

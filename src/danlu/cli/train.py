@@ -1,0 +1,135 @@
+"""`danlu train RECIPE [k=v ...]`: train a recipe with full tracking (T1, T3, E1-E4)."""
+
+from __future__ import annotations
+
+import argparse
+
+from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.console import console, err_console, escape
+
+__all__ = ["register", "run_training", "print_result"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a recipe, tracking every batch",
+        description="Train a recipe with per-batch curves, validation probes, checkpoints and a "
+        "reproducibility record in the store.",
+        epilog="Examples:\n  danlu train examples/digits.py\n"
+        "  danlu train examples/digits.py lr=1e-3 hidden=128 -m 'wider head' --tag baseline\n"
+        "  danlu train --resume last",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("recipe", nargs="?", help="recipe file: path.py or path.py:ClassName")
+    p.add_argument("overrides", nargs="*", metavar="k=v", help="hyperparameter overrides, e.g. lr=1e-3")
+    p.add_argument("-m", "--note", default="", help="strategy note: what this run tries (E2)")
+    p.add_argument("--tag", action="append", default=[], help="tag the run (repeatable)")
+    p.add_argument("--name", default=None, help="run name (default: a generated short name)")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue a stopped or crashed run from its last checkpoint")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--stop-on", default="", metavar="REGIMES",
+                   help="stop early when the live diagnosis sees these regimes, e.g. diverging,nan")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_store_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from danlu.errors import DanluError
+    from danlu.recipe import load_recipe, load_recipe_class, parse_overrides
+
+    store = open_store_from_args(args)
+    if args.resume:
+        record = store.get_run(args.resume)
+        if record.status in ("running",):
+            raise DanluError(f"Run {record.name} ({record.id}) is still running; stop it before resuming.")
+        if not record.recipe:
+            raise DanluError(f"Run {record.name} was not made by `danlu train`; it has no recipe to resume.")
+        recipe = load_recipe_class(args.recipe or record.recipe)(**_stored_config(record))
+        if args.overrides:
+            raise DanluError("--resume continues a run with its recorded hyperparameters; drop the k=v "
+                             "overrides, or start a new run without --resume.")
+        resume = record.id
+    else:
+        if not args.recipe:
+            raise DanluError("Give a recipe file (danlu train path.py) or --resume RUN.")
+        recipe = load_recipe(args.recipe, parse_overrides(args.overrides))
+        resume = None
+    result = run_training(recipe, store, args, resume=resume)
+    if args.json:
+        print_json(result.__dict__)
+    else:
+        print_result(store, result)
+    if result.stop_reason and result.stop_reason.startswith("interrupted"):
+        return 130
+    return 0 if result.status == "finished" else 1
+
+
+def run_training(recipe, store, args, resume=None, callbacks=()):
+    """Fit with the CLI's options (live diagnosis, --stop-on, progress)."""
+    from danlu.engine import fit
+
+    callbacks = list(callbacks)
+    live = _live_diagnosis(getattr(args, "stop_on", ""))
+    if live is not None:
+        callbacks.append(live)
+    return fit(
+        recipe,
+        store=store,
+        name=getattr(args, "name", None),
+        note=getattr(args, "note", ""),
+        tags=getattr(args, "tag", []),
+        device=getattr(args, "device", "auto"),
+        resume=resume,
+        callbacks=callbacks,
+        progress=not getattr(args, "quiet", False),
+        max_steps=getattr(args, "max_steps", None),
+    )
+
+
+def _live_diagnosis(stop_on: str):
+    try:
+        from danlu.diagnose.live import LiveDiagnosis
+    except ImportError:  # the diagnosis package is optional at this layer
+        if stop_on:
+            from danlu.errors import DanluError
+
+            raise DanluError("--stop-on needs the curve diagnosis (danlu.diagnose), which is not available.")
+        return None
+    regimes = {s.strip() for s in stop_on.split(",") if s.strip()}
+    return LiveDiagnosis(stop_on=regimes)
+
+
+def _stored_config(record) -> dict:
+    return dict(record.config)
+
+
+def print_result(store, result) -> None:
+    """A short end-of-run summary: outcome, best numbers, where it is, what to try next."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from danlu.console import STATUS_STYLE
+
+    s = result.summary
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    style = STATUS_STYLE.get(result.status, "")
+    t.add_row("run", f"{escape(result.name)} ({result.run_id})")
+    t.add_row("status", f"[{style}]{result.status}[/]" + (f" — {escape(result.stop_reason)}" if result.stop_reason else ""))
+    if "best_val_loss" in s:
+        metrics = "  ".join(f"{k[len('best_val_'):]} {v:.4f}" for k, v in s.items()
+                            if k.startswith("best_val_") and k != "best_val_loss" and isinstance(v, (int, float)))
+        t.add_row("best val loss", f"{s['best_val_loss']:.4f} at epoch {s.get('best_epoch')}  {metrics}")
+    t.add_row("steps", f"{result.steps} in {s.get('seconds', 0):.1f}s on {s.get('device', '?')}")
+    if s.get("diagnosis"):
+        t.add_row("diagnosis", escape(str(s["diagnosis"])))
+    t.add_row("stored in", escape(str(store.run_dir(result.run_id, create=False))))
+    console.print(Panel(t, title="danlu train", expand=False))
+    if result.status == "stopped" and result.stop_reason and result.stop_reason.startswith("interrupted"):
+        err_console.print(f"resume with: [bold]danlu train --resume {result.run_id}[/]")

@@ -1,0 +1,442 @@
+"""fit(): danlu's training loop. One loop, in a fixed order, with extras hung on named events.
+
+Per step:   set LR (scheduler) -> forward -> loss -> backward -> (clip) -> optimizer step
+            -> log train/loss and lr (T1) -> every probe_every steps: loss on one random
+            validation batch (T1) -> on_step_end / on_probe_end
+Per epoch:  whole validation set with the recipe's metrics (C3) -> best/last checkpoints
+            (T3) -> early stopping on val loss with patience (T3) -> on_epoch_end
+
+Events, dispatched only by `_Callbacks.emit`, in this order (locked by a test):
+    on_fit_start, (on_step_end, [on_probe_end])*, on_epoch_end, ..., on_fit_end
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch.utils.data import Subset
+
+from danlu.recipe import Recipe, recipe_source
+from danlu.repro import rng_state, seed_everything, set_rng_state
+from danlu.store.base import Store
+from danlu.track import Run, open_run, reopen_run
+
+__all__ = ["fit", "FitState", "FitResult", "Callback", "EVENTS", "resolve_device", "evaluate"]
+
+EVENTS = ("on_fit_start", "on_step_end", "on_probe_end", "on_epoch_end", "on_fit_end")
+
+
+class Callback:
+    """Base for engine extras; override any of the EVENTS. Each receives the FitState."""
+
+    def on_fit_start(self, state: "FitState") -> None: ...
+    def on_step_end(self, state: "FitState") -> None: ...
+    def on_probe_end(self, state: "FitState") -> None: ...
+    def on_epoch_end(self, state: "FitState") -> None: ...
+    def on_fit_end(self, state: "FitState") -> None: ...
+
+
+@dataclass
+class FitState:
+    """What the loop knows; callbacks read it and may call stop()."""
+
+    recipe: Recipe
+    run: Run
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    device: torch.device
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0                     # optimizer steps done
+    epoch: int = 0                    # current epoch (0-based)
+    loss: float = math.nan            # latest training loss
+    lr: float = 0.0
+    val_loss: float | None = None     # latest whole-set validation loss
+    probe_loss: float | None = None   # latest random-batch validation loss
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    best_step: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    bad_epochs: int = 0
+    stop_reason: str | None = None
+    stop_status: str = "finished"
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    status_line: str = ""             # one line a callback wants shown (e.g. the live diagnosis)
+
+    def stop(self, reason: str, status: str = "stopped") -> None:
+        """Ask the loop to end after the current step (e.g. a diverging run, a pruned trial)."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_status = reason, status
+
+    def record(self, series: str, step: int, value: float) -> None:
+        self.history.setdefault(series, []).append((step, value))
+
+
+@dataclass
+class FitResult:
+    run_id: str
+    name: str
+    status: str
+    summary: dict[str, Any]
+    steps: int
+    stop_reason: str | None = None
+
+
+class _Callbacks:
+    def __init__(self, callbacks: Iterable[Any]) -> None:
+        self.callbacks = list(callbacks)
+
+    def emit(self, event: str, state: FitState) -> None:
+        for cb in self.callbacks:
+            hook = getattr(cb, event, None)
+            if hook is not None:
+                hook(state)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """'auto'/None -> CUDA when available, else CPU; anything else as given."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from danlu.errors import DanluError
+
+        raise DanluError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu.")
+    return dev
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors in a (nested) batch to the device."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(b, device) for b in batch]
+        return type(batch)(moved) if not hasattr(batch, "_fields") else type(batch)(*moved)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+@torch.no_grad()
+def evaluate(recipe: Recipe, model: torch.nn.Module, loader, device: torch.device) -> tuple[float, dict[str, float]]:
+    """Mean loss and metrics over a whole loader (C3), weighted by batch size."""
+    was_training = model.training
+    model.eval()
+    total, n, sums = 0.0, 0, {}
+    for batch in loader:
+        output, target = recipe.forward(model, to_device(batch, device))
+        size = len(target) if hasattr(target, "__len__") else 1
+        total += float(recipe.loss(output, target)) * size
+        for k, v in recipe.metrics(output, target).items():
+            sums[k] = sums.get(k, 0.0) + float(v) * size
+        n += size
+    model.train(was_training)
+    if n == 0:
+        return math.nan, {}
+    return total / n, {k: v / n for k, v in sums.items()}
+
+
+def _probe(recipe: Recipe, model, val, collate, device, step: int) -> float:
+    """Loss on one random validation batch (T1); its own generator leaves training RNG untouched."""
+    gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+    size = min(recipe.batch_size, len(val))
+    idx = torch.randperm(len(val), generator=gen)[:size].tolist()
+    batch = to_device(collate([val[i] for i in idx]), device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        output, target = recipe.forward(model, batch)
+        value = float(recipe.loss(output, target))
+    model.train(was_training)
+    return value
+
+
+def _checkpoint(path: Path, state: FitState, epoch_start: dict, batch_in_epoch: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "rng": rng_state(),
+            "epoch_start": epoch_start,
+            "step": state.step,
+            "epoch": state.epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "hparams": state.recipe.hparams(),
+            "early_stop": {
+                "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
+                "best_step": state.best_step, "best_metrics": state.best_metrics,
+                "bad_epochs": state.bad_epochs,
+            },
+        },
+        tmp,
+    )
+    tmp.replace(path)  # atomic: a kill mid-save never leaves a truncated checkpoint
+
+
+def _epoch_start_state(loader) -> dict:
+    gen = getattr(loader, "generator", None)
+    return {"rng": rng_state(), "loader_generator": gen.get_state() if gen is not None else None}
+
+
+def _restore_epoch_start(loader, saved: dict) -> None:
+    set_rng_state(saved["rng"])
+    gen = getattr(loader, "generator", None)
+    if gen is not None and saved.get("loader_generator") is not None:
+        gen.set_state(saved["loader_generator"])
+
+
+def _subset(dataset, fraction: float, seed: int):
+    if fraction >= 1.0:
+        return dataset
+    n = max(1, int(round(len(dataset) * fraction)))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    return Subset(dataset, sorted(order.tolist()))
+
+
+def fit(
+    recipe: Recipe,
+    *,
+    store: Store | str | None = None,
+    name: str | None = None,
+    note: str = "",
+    tags: Iterable[str] = (),
+    device: str | torch.device | None = None,
+    resume: str | None = None,
+    callbacks: Iterable[Any] = (),
+    progress: bool = True,
+    max_steps: int | None = None,
+    data_fraction: float = 1.0,
+    capture: bool = True,
+    parent: str | None = None,
+) -> FitResult:
+    """Train a recipe with full tracking; return the run's id, status and summary.
+
+    `resume` names a stopped or crashed run (id, prefix, name or "last") to continue from
+    its last checkpoint; on CPU the resumed curve equals the uninterrupted one exactly.
+    """
+    from danlu.store import open_store
+
+    store = store if isinstance(store, Store) else open_store(store)
+    device = resolve_device(device)
+
+    # --- the run record: new, or the one being resumed -------------------------------
+    checkpoint = None
+    if resume is not None:
+        record = store.get_run(resume)
+        ckpt_path = store.run_dir(record.id) / "checkpoints" / "last.pt"
+        if not ckpt_path.exists():
+            from danlu.errors import DanluError
+
+            raise DanluError(
+                f"Run {record.name} ({record.id}) has no checkpoint to resume from ({ckpt_path}); "
+                "it stopped before its first epoch ended. Start it again with `danlu train`."
+            )
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        run = reopen_run(store, record)
+    else:
+        spec = getattr(type(recipe), "__danlu_spec__", None) or f"{recipe_source(recipe)}:{type(recipe).__name__}"
+        run = open_run(store=store, kind="train", name=name, note=note, tags=tags,
+                       config=recipe.hparams(), recipe=spec, parent=parent)
+
+    # --- data, model, optimizer, schedule (seeded: same seed, same everything) ------------
+    seed_everything(recipe.seed)
+    train, val = recipe.data()
+    train = _subset(train, data_fraction, recipe.seed)
+    recipe.resolve_task(train)
+    train_loader, val_loader = recipe.loaders(train, val)
+    model = recipe.model().to(device)
+    optimizer = recipe.optimizer(model.parameters())
+    steps_per_epoch = len(train_loader)
+    total_steps = recipe.epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    scheduler = recipe.scheduler(optimizer, total_steps)
+    collate = getattr(val_loader, "collate_fn", None) or torch.utils.data.default_collate
+
+    if capture and checkpoint is None:
+        _capture(run, recipe, train, val)
+
+    state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler,
+                     device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    start_epoch, skip_batches = 0, 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state.step, state.epoch = checkpoint["step"], checkpoint["epoch"]
+        for key, value in checkpoint["early_stop"].items():
+            setattr(state, key, value)
+        start_epoch, skip_batches = checkpoint["epoch"], checkpoint["batch_in_epoch"]
+
+    events = _Callbacks(list(callbacks) + ([_progress_display()] if progress else []))
+    ckpt_dir = run.dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    probe_every = max(1, recipe.probe_every)
+    start_time = time.time()
+    status = "finished"
+    model.train()
+    events.emit("on_fit_start", state)
+    restore_sigint = _graceful_interrupt(state)
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            state.epoch = epoch
+            if state.step >= total_steps or state.stop_reason:
+                break
+            # The data order of an epoch is fixed by the RNG state at its start (saved for resume).
+            resuming_here = checkpoint is not None and epoch == start_epoch
+            if resuming_here:
+                _restore_epoch_start(train_loader, checkpoint["epoch_start"])
+            epoch_start = _epoch_start_state(train_loader)
+            batches = iter(train_loader)
+            batch_in_epoch = 0
+            if resuming_here and skip_batches:  # resume mid-epoch: same order, skip what was done
+                for _ in range(skip_batches):
+                    next(batches)
+                set_rng_state(checkpoint["rng"])
+                batch_in_epoch = skip_batches
+
+            for batch in batches:
+                state.lr = optimizer.param_groups[0]["lr"]
+                output, target = recipe.forward(model, to_device(batch, device))
+                loss = recipe.loss(output, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                state.step += 1
+                batch_in_epoch += 1
+
+                state.loss = loss.item()
+                run.log({"train/loss": state.loss, "lr": state.lr}, step=state.step)
+                state.record("train/loss", state.step, state.loss)
+                events.emit("on_step_end", state)
+                if state.step % probe_every == 0:
+                    state.probe_loss = _probe(recipe, model, val, collate, device, state.step)
+                    run.log({"val/probe_loss": state.probe_loss}, step=state.step)
+                    state.record("val/probe_loss", state.step, state.probe_loss)
+                    events.emit("on_probe_end", state)
+                if state.step >= total_steps or state.stop_reason:
+                    break
+
+            if batch_in_epoch < steps_per_epoch:  # stopped mid-epoch: keep a resumable checkpoint
+                _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch)
+                if state.stop_reason is None:
+                    state.stop("step budget reached (max_steps)", status="finished")
+                break
+            _end_epoch(state, recipe, val_loader, ckpt_dir, run)
+            events.emit("on_epoch_end", state)
+            state.epoch = epoch + 1
+            _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0)
+            if state.stop_reason:
+                break
+        status = state.stop_status if state.stop_reason else "finished"
+    except KeyboardInterrupt:
+        status = "stopped"
+        state.stop("interrupted (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        status = "failed"
+        state.stop(f"{type(exc).__name__}: {exc}", status="failed")
+        raise
+    finally:
+        restore_sigint()
+        elapsed = time.time() - start_time
+        summary = _summary(state, elapsed)
+        try:
+            events.emit("on_fit_end", state)
+        finally:
+            run.finish(status, summary)
+    return FitResult(run.id, run.name, status, run.record.summary, state.step, state.stop_reason)
+
+
+def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run: Run) -> None:
+    """Whole-set validation, best checkpoint, early stopping (T3)."""
+    state.val_loss, state.val_metrics = evaluate(recipe, state.model, val_loader, state.device)
+    run.log({"val/loss": state.val_loss, **{f"val/{k}": v for k, v in state.val_metrics.items()},
+             "epoch": state.epoch + 1}, step=state.step)
+    state.record("val/loss", state.step, state.val_loss)
+    if state.val_loss < state.best_val_loss:
+        state.best_val_loss, state.best_epoch, state.best_step = state.val_loss, state.epoch + 1, state.step
+        state.best_metrics = dict(state.val_metrics)
+        state.bad_epochs = 0
+        _checkpoint(ckpt_dir / "best.pt", state, {}, 0)
+    else:
+        state.bad_epochs += 1
+        if recipe.patience > 0 and state.bad_epochs >= recipe.patience:
+            state.stop(
+                f"early stop: val loss has not improved for {state.bad_epochs} epochs "
+                f"(best {state.best_val_loss:.4g} at epoch {state.best_epoch})",
+                status="finished",
+            )
+
+
+def _summary(state: FitState, elapsed: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "steps": state.step,
+        "epochs": state.epoch,
+        "train_loss": state.loss,
+        "seconds": round(elapsed, 3),
+        "device": str(state.device),
+    }
+    if state.best_epoch >= 0:
+        out.update(best_val_loss=state.best_val_loss, best_epoch=state.best_epoch, best_step=state.best_step)
+        out.update({f"best_val_{k}": v for k, v in state.best_metrics.items()})
+    if state.val_loss is not None:
+        out["val_loss"] = state.val_loss
+        out.update({f"val_{k}": v for k, v in state.val_metrics.items()})
+    if state.stop_reason:
+        out["stop_reason"] = state.stop_reason
+    return out
+
+
+def _capture(run: Run, recipe: Recipe, train, val) -> None:
+    """Reproducibility record (E1, E3) and a code snapshot (E4); never stops training."""
+    import sys
+
+    from danlu.repro import capture, snapshot_code
+
+    source = recipe_source(recipe)
+    try:
+        record = capture(source, train, val, argv=sys.argv, hparams=recipe.hparams(), seed=recipe.seed)
+        if source is not None:
+            record["code_snapshot"] = snapshot_code(source, run.dir / "code")
+            record["recipe_file"] = source.name
+    except Exception as exc:  # pragma: no cover - capture problems are reported, not fatal
+        record = {"error": f"capture failed: {exc!r}"}
+    run.store.update_run(run.id, repro=record)
+
+
+def _graceful_interrupt(state: FitState):
+    """First Ctrl-C: stop at the end of the current step with a resumable checkpoint.
+    A second Ctrl-C interrupts at once. Returns a function that restores the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if state.stop_reason and state.stop_reason.startswith("interrupted"):
+            raise KeyboardInterrupt
+        state.stop("interrupted (Ctrl-C); resume with `danlu train --resume RUN`", status="stopped")
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def _progress_display():
+    from danlu.progress import TrainingProgress
+
+    return TrainingProgress()

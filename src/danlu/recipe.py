@@ -1,0 +1,435 @@
+"""The recipe contract: a training set-up in plain PyTorch, with typed hyperparameters.
+
+A recipe is a class. Its hyperparameters are annotated class attributes with defaults;
+its methods say how to get the data and the model, and optionally the loss, optimizer,
+metrics, forward pass, loaders and schedule. Everything else (seeding, logging,
+checkpoints, checks) is danlu's job. Defaults follow practice T5 (AdamW, lr 3e-4,
+batch 64, cosine schedule) and T4 (optional warmup, an LR floor).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import math
+import sys
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from danlu.errors import HyperparameterError, RecipeError
+
+__all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "infer_task"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Recipe:
+    """Base class of every recipe. Subclass it, add hyperparameters, implement data() and model().
+
+    >>> class Tiny(Recipe):
+    ...     hidden: int = 8
+    ...     def data(self): ...
+    ...     def model(self): ...
+    >>> Tiny(lr=1e-3).hparams()["lr"]
+    0.001
+    """
+
+    # --- inherited hyperparameters (T5 defaults, T4 schedule knobs, T1/T3 engine knobs) ---
+    seed: int = 0
+    lr: float = 3e-4
+    batch_size: int = 64
+    epochs: int = 10
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 0          # linear warmup from lr/100 to lr (T4)
+    min_lr: float = 1e-5           # cosine floor, capped at lr (T4)
+    patience: int = 5              # epochs without val-loss improvement before stopping; 0 = never (T3)
+    probe_every: int = 50          # steps between random validation-batch probes (T1)
+    grad_clip: float = 0.0         # max global gradient norm; 0 = off
+    num_workers: int = 0           # DataLoader worker processes
+
+    #: "classification" or "regression"; None infers it from the targets' dtype.
+    task: ClassVar[str | None] = None
+
+    def __init__(self, **overrides: Any) -> None:
+        fields = type(self).fields()
+        for name, value in overrides.items():
+            if name not in fields:
+                raise HyperparameterError(
+                    f"{type(self).__name__} has no hyperparameter '{name}'. "
+                    f"Valid fields: {', '.join(sorted(fields))}."
+                )
+            setattr(self, name, _check_type(type(self), name, fields[name], value))
+        # Copy class defaults onto the instance so hparams() is a plain snapshot.
+        for name in fields:
+            if name not in overrides:
+                setattr(self, name, getattr(type(self), name))
+
+    # ------------------------------------------------------------------ fields
+    @classmethod
+    def fields(cls) -> dict[str, Any]:
+        """Map of hyperparameter name -> declared type, base fields first."""
+        hints = typing.get_type_hints(cls)
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for name in getattr(klass, "__annotations__", {}):
+                hint = hints.get(name)
+                if name.startswith("_") or typing.get_origin(hint) is ClassVar or hint is ClassVar:
+                    continue
+                if not hasattr(cls, name):
+                    raise RecipeError(
+                        f"{cls.__name__}.{name} is annotated but has no default. "
+                        f"Give every hyperparameter a default, e.g. `{name}: int = 1`."
+                    )
+                out[name] = hint
+        return out
+
+    @classmethod
+    def from_strings(cls, overrides: dict[str, str]) -> "Recipe":
+        """Build a recipe from command-line `key=value` strings, coerced to the declared types."""
+        fields = cls.fields()
+        values: dict[str, Any] = {}
+        for name, text in overrides.items():
+            if name not in fields:
+                raise HyperparameterError(
+                    f"{cls.__name__} has no hyperparameter '{name}'. "
+                    f"Valid fields: {', '.join(sorted(fields))}."
+                )
+            values[name] = _coerce(cls, name, fields[name], text)
+        return cls(**values)
+
+    def hparams(self) -> dict[str, Any]:
+        """All hyperparameters of this instance, as plain JSON-able values."""
+        return {name: getattr(self, name) for name in type(self).fields()}
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.hparams().items() if v != getattr(type(self), k)}
+        inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"{type(self).__name__}({inner})"
+
+    # --------------------------------------------------------- required methods
+    def data(self) -> tuple[Dataset, Dataset]:
+        """Return (train, val): map-style datasets whose items are (input, target)."""
+        raise RecipeError(f"{type(self).__name__} must implement data() -> (train, val).")
+
+    def model(self) -> nn.Module:
+        """Return a freshly initialised nn.Module."""
+        raise RecipeError(f"{type(self).__name__} must implement model() -> nn.Module.")
+
+    # --------------------------------------------------------- optional methods
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy for classification, MSE for regression (mean over the batch)."""
+        if self.task == "regression":
+            if output.shape != target.shape and output.numel() == target.numel():
+                output = output.reshape(target.shape)
+            return F.mse_loss(output, target)
+        return F.cross_entropy(output, target)
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        """AdamW with this recipe's lr and weight_decay (T5)."""
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def metrics(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Batch metrics, averaged over the validation set weighted by batch size.
+
+        Classification: accuracy. Regression: mean absolute error.
+        """
+        if self.task == "regression":
+            return {"mae": (output.reshape(target.shape) - target).abs().mean().item()}
+        return {"acc": (output.argmax(-1) == target).float().mean().item()}
+
+    def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the model on a batch; return (output, target)."""
+        x, y = batch
+        return model(x), y
+
+    def loaders(self, train: Dataset, val: Dataset) -> tuple[DataLoader, DataLoader]:
+        """DataLoaders from batch_size; shuffle the training set only (D7)."""
+        gen = torch.Generator()
+        gen.manual_seed(self.seed)
+        common = dict(batch_size=self.batch_size, num_workers=self.num_workers)
+        if self.num_workers:
+            common["worker_init_fn"] = _seed_worker
+            common["persistent_workers"] = False
+        return (
+            DataLoader(train, shuffle=True, generator=gen, **common),
+            DataLoader(val, shuffle=False, **common),
+        )
+
+    def scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int):
+        """Per-step LR schedule: linear warmup, then cosine down to min_lr (or constant) (T4, T5)."""
+        warmup = max(0, min(self.warmup_steps, total_steps))
+        floor = min(self.min_lr, self.lr) / self.lr if self.lr > 0 else 0.0
+        cosine = self.schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return 0.01 + 0.99 * step / warmup
+            if not cosine:
+                return 1.0
+            span = max(1, total_steps - warmup)
+            progress = min(1.0, (step - warmup) / span)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    # ------------------------------------------------------------------ helpers
+    def resolve_task(self, train: Dataset) -> str:
+        """Set and return self.task, inferring it from the first training target when unset."""
+        if self.task is None:
+            self.task = infer_task(train)
+        elif self.task not in ("classification", "regression"):
+            raise RecipeError(
+                f"{type(self).__name__}.task is {self.task!r}; use 'classification', "
+                "'regression' or leave it unset to infer it from the targets."
+            )
+        return self.task
+
+
+def infer_task(dataset: Dataset) -> str:
+    """Integer targets mean classification; floating-point targets mean regression."""
+    try:
+        item = dataset[0]
+    except Exception as exc:
+        raise RecipeError(f"Could not read item 0 of the training set: {exc!r}") from exc
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise RecipeError(
+            "Training items must be (input, target) pairs; item 0 is "
+            f"{type(item).__name__}. Return pairs from your Dataset, or override forward()."
+        )
+    target = item[1]
+    if isinstance(target, bool):
+        return "classification"
+    if isinstance(target, int):
+        return "classification"
+    if isinstance(target, float):
+        return "regression"
+    if isinstance(target, torch.Tensor):
+        return "regression" if target.is_floating_point() else "classification"
+    try:
+        import numpy as np
+
+        if isinstance(target, (np.ndarray, np.generic)):
+            return "regression" if np.issubdtype(np.asarray(target).dtype, np.floating) else "classification"
+    except ImportError:  # pragma: no cover
+        pass
+    raise RecipeError(
+        f"Cannot infer the task from a target of type {type(target).__name__}; "
+        "set `task = \"classification\"` or `task = \"regression\"` on the recipe."
+    )
+
+
+def _seed_worker(worker_id: int) -> None:
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+# ---------------------------------------------------------------- type checking
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_type(cls: type, name: str, tp: Any, value: Any) -> Any:
+    """Validate a Python value for a field; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    ok = True
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(cls, name, arg, value)
+            except HyperparameterError:
+                continue
+        ok = False
+    if not ok:
+        raise HyperparameterError(
+            f"{cls.__name__}.{name} expects {_type_name(tp)}, got {value!r} "
+            f"({type(value).__name__}). Valid fields: {', '.join(sorted(cls.fields()))}."
+        )
+    return value
+
+
+def _coerce(cls: type, name: str, tp: Any, text: str) -> Any:
+    """Turn a command-line string into a value of the field's declared type."""
+    origin = typing.get_origin(tp)
+    candidates = typing.get_args(tp) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (tp,)
+    if type(None) in candidates and text.lower() in ("none", "null"):
+        return None
+    for cand in candidates:
+        if cand is type(None):
+            continue
+        try:
+            if typing.get_origin(cand) is Literal:
+                for choice in typing.get_args(cand):
+                    if str(choice) == text:
+                        return choice
+                continue
+            if cand is bool:
+                low = text.lower()
+                if low in _TRUE:
+                    return True
+                if low in _FALSE:
+                    return False
+                continue
+            if cand is int:
+                try:
+                    return int(text)
+                except ValueError:
+                    as_float = float(text)  # accept 1e3
+                    if as_float.is_integer():
+                        return int(as_float)
+                    continue
+            if cand is float:
+                return float(text)
+            if cand is str:
+                return text
+        except ValueError:
+            continue
+    raise HyperparameterError(
+        f"{cls.__name__}.{name} expects {_type_name(tp)}, got '{text}'. "
+        f"Write it as {name}=<{_type_name(tp)}>. Valid fields: {', '.join(sorted(cls.fields()))}."
+    )
+
+
+# ------------------------------------------------------------- loading from files
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """Parse ['lr=1e-3', 'hidden=128'] into {'lr': '1e-3', 'hidden': '128'}."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise HyperparameterError(
+                f"Cannot read the override '{item}': write hyperparameters as key=value, e.g. lr=1e-3."
+            )
+        if key in out:
+            raise HyperparameterError(f"The hyperparameter '{key}' is given twice ('{item}').")
+        out[key] = value.strip()
+    return out
+
+
+def load_recipe_class(spec: str | Path) -> type[Recipe]:
+    """Load a Recipe subclass from 'path.py' (exactly one subclass) or 'path.py:ClassName'."""
+    text = str(spec)
+    path_text, class_name = text, ""
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isidentifier() and not Path(text).exists():
+        path_text, class_name = head, tail
+    path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise RecipeError(f"'{path}' is a folder; give the recipe file, e.g. {path}/recipe.py")
+    if not path.exists():
+        raise RecipeError(f"Recipe file '{path}' does not exist (from '{text}').")
+    if path.suffix != ".py":
+        raise RecipeError(f"Recipe file '{path}' is not a .py file.")
+    path = path.resolve()
+    module_name = "danlu_recipe_" + "".join(c if c.isalnum() else "_" for c in path.stem) + f"_{abs(hash(str(path))) % 10**8}"
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise RecipeError(f"Syntax error in recipe {exc.filename}:{exc.lineno}: {exc.msg}") from exc
+    except Exception as exc:
+        del sys.modules[module_name]
+        frame = _last_frame_in(exc, str(path))
+        where = f" (at {frame})" if frame else ""
+        raise RecipeError(f"Importing recipe '{path}' failed{where}: {type(exc).__name__}: {exc}") from exc
+
+    found = {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Recipe) and obj is not Recipe
+        and obj.__module__ == module_name
+    }
+    if class_name:
+        obj = getattr(module, class_name, None)
+        if obj is None or not (inspect.isclass(obj) and issubclass(obj, Recipe)):
+            raise RecipeError(
+                f"'{path.name}' has no Recipe subclass named '{class_name}'. "
+                f"Found: {', '.join(sorted(found)) or 'none'}."
+            )
+        cls = obj
+    elif len(found) == 1:
+        cls = next(iter(found.values()))
+    elif not found:
+        raise RecipeError(
+            f"'{path.name}' defines no danlu.Recipe subclass. Define one, e.g. "
+            "`class MyRecipe(danlu.Recipe): ...`."
+        )
+    else:
+        names = sorted(found)
+        raise RecipeError(
+            f"'{path.name}' defines {len(found)} Recipe subclasses ({', '.join(names)}); "
+            f"pick one with '{path_text}:{names[0]}'."
+        )
+    cls.fields()  # validate annotations early
+    cls.__danlu_source__ = str(path)  # type: ignore[attr-defined]
+    cls.__danlu_spec__ = f"{path}:{cls.__name__}"  # type: ignore[attr-defined]
+    return cls
+
+
+def load_recipe(spec: str | Path, overrides: dict[str, str] | list[str] | None = None) -> Recipe:
+    """Load a recipe file and instantiate it with command-line style overrides."""
+    cls = load_recipe_class(spec)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    return cls.from_strings(overrides or {})
+
+
+def recipe_source(recipe: Recipe | type[Recipe]) -> Path | None:
+    """The file a recipe class was defined in, if known."""
+    cls = recipe if isinstance(recipe, type) else type(recipe)
+    source = getattr(cls, "__danlu_source__", None)
+    if source:
+        return Path(source)
+    try:
+        return Path(inspect.getfile(cls)).resolve()
+    except (TypeError, OSError):
+        return None
+
+
+def _last_frame_in(exc: BaseException, filename: str) -> str | None:
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    if not frames:
+        return None
+    f = frames[-1]
+    return f"{Path(f.filename).name}:{f.lineno} in {f.name}"

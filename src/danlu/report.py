@@ -1,0 +1,132 @@
+"""The one report model every producer writes and every renderer reads.
+
+The doctor, the curve diagnosis, the LR finder, the data audit, the case study and
+studies all produce a :class:`Report`: plain data, JSON-serialisable, stored in the
+run store and drawn by the terminal and by the dashboard alike (DESIGN: "one report
+model, many views").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Finding", "Table", "Report", "STATUS_ORDER", "Status"]
+
+Status = Literal["pass", "info", "skip", "warn", "fail"]
+
+#: Severity order; a report's status is its worst finding's.
+STATUS_ORDER: dict[str, int] = {"pass": 0, "info": 1, "skip": 2, "warn": 3, "fail": 4}
+
+
+@dataclass
+class Finding:
+    """One result: which practice, how it came out, the numbers behind it, and the fix."""
+
+    id: str                       # practice ID, e.g. "S4"
+    name: str                     # short name, e.g. "initial loss"
+    status: Status
+    summary: str                  # one line in plain words, with the key numbers
+    evidence: dict[str, Any] = field(default_factory=dict)
+    cause: str = ""               # likely cause, when not passing
+    fix: str = ""                 # what to do, when not passing
+    details: str = ""             # longer text: a traceback's last user frame, a table
+    seconds: float = 0.0          # time the check took
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class Table:
+    """A small table for a report: column names and rows of plain values."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class Report:
+    """A titled list of findings, tables and images (paths relative to the run's folder)."""
+
+    kind: str                                  # "check", "diagnosis", "lr", "audit", "cases", "study"
+    title: str
+    findings: list[Finding] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def status(self) -> str:
+        """The worst status among the findings ('pass' when there are none)."""
+        worst = "pass"
+        for f in self.findings:
+            if STATUS_ORDER.get(f.status, 0) > STATUS_ORDER[worst]:
+                worst = f.status
+        return worst
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUS_ORDER}
+        for f in self.findings:
+            out[f.status] = out.get(f.status, 0) + 1
+        return out
+
+    def finding(self, id: str) -> Finding | None:
+        return next((f for f in self.findings if f.id == id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "status": self.status,
+            "counts": self.counts(),
+            "findings": [f.to_dict() for f in self.findings],
+            "tables": [t.to_dict() for t in self.tables],
+            "images": list(self.images),
+            "meta": _jsonable(self.meta),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Report":
+        return cls(
+            kind=data["kind"],
+            title=data.get("title", data["kind"]),
+            findings=[Finding(**{k: v for k, v in f.items() if k in Finding.__dataclass_fields__})
+                      for f in data.get("findings", [])],
+            tables=[Table(**t) for t in data.get("tables", [])],
+            images=list(data.get("images", [])),
+            meta=dict(data.get("meta", {})),
+            created=data.get("created", time.time()),
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy/torch scalars, tuples and non-finite floats into strict-JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except (ValueError, RuntimeError):
+            pass
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return _jsonable(tolist())
+    return str(value)

@@ -1,0 +1,177 @@
+"""Run handles: tracking for the engine and for users' own training loops.
+
+    with danlu.init(config={"lr": 1e-3}, name="baseline") as run:
+        for step in range(1000):
+            ...
+            run.log({"train/loss": loss.item()}, step=step)
+
+`run.log` only appends to an in-memory buffer; a background thread writes batches
+to the store (see danlu.store.writer), so logging every batch (T1) costs microseconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from danlu.report import Report
+from danlu.store import open_store
+from danlu.store.base import RunRecord, Store
+
+__all__ = ["Run", "init", "open_run", "reopen_run"]
+
+_LIVE: "weakref.WeakSet[Run]" = weakref.WeakSet()
+
+
+class Run:
+    """A run being recorded: log points, save reports and artefacts, finish with a status."""
+
+    def __init__(self, store: Store, record: RunRecord) -> None:
+        from danlu.store.writer import BatchedWriter
+
+        self.store = store
+        self.record = record
+        self._writer = BatchedWriter(store, record.id)
+        self._auto_step = 0
+        self._finished = False
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------ identity
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def dir(self) -> Path:
+        """This run's artefact folder (checkpoints, code snapshot, report images)."""
+        return self.store.run_dir(self.id)
+
+    # ------------------------------------------------------------- logging
+    def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Record scalars at a step (default: one past the previous call's step)."""
+        if step is None:
+            step = self._auto_step
+        self._auto_step = step + 1
+        self._writer.log(values, step)
+
+    def flush(self) -> None:
+        """Write buffered points now (before a checkpoint, or in tests)."""
+        self._writer.flush()
+
+    def save_report(self, report: Report) -> int:
+        """Store a report with this run; return its id."""
+        return self.store.save_report(self.id, report.kind, report.to_dict())
+
+    def update_summary(self, **values: Any) -> None:
+        """Merge values into the run's summary (best val loss, metrics, diagnosis, ...)."""
+        self.record.summary.update(values)
+        self.store.update_run(self.id, summary=self.record.summary)
+
+    # ------------------------------------------------------------- closing
+    def finish(self, status: str = "finished", summary: Mapping[str, Any] | None = None) -> None:
+        """Flush every point, set the final status and summary. Safe to call twice."""
+        if self._finished:
+            return
+        self._finished = True
+        self._writer.close()
+        if summary:
+            self.record.summary.update(summary)
+        self.record.status = status
+        self.store.update_run(self.id, status=status, summary=self.record.summary, ended=time.time())
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("stopped", {"stop_reason": "interrupted (Ctrl-C)"})
+        else:
+            self.finish("failed", {"error": f"{exc_type.__name__}: {exc}"})
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, name={self.name!r})"
+
+
+def open_run(
+    *,
+    store: Store | str | os.PathLike | None = None,
+    kind: str = "init",
+    name: str | None = None,
+    note: str = "",
+    tags: Iterable[str] = (),
+    config: Mapping[str, Any] | None = None,
+    recipe: str | None = None,
+    command: str | None = None,
+    parent: str | None = None,
+) -> Run:
+    """Create a run record in the store and return a live handle to it."""
+    if not isinstance(store, Store):
+        store = open_store(store)
+    record = store.create_run(
+        name=name,
+        kind=kind,
+        recipe=recipe,
+        config=dict(config or {}),
+        note=note,
+        tags=list(tags),
+        command=command if command is not None else shlex.join(sys.argv),
+        parent=parent,
+    )
+    return Run(store, record)
+
+
+def reopen_run(store: Store, record: RunRecord) -> Run:
+    """Take over an existing run (resume): mark it running and owned by this process."""
+    import socket
+
+    store.update_run(record.id, status="running", ended=None, pid=os.getpid(),
+                     host=socket.gethostname(), heartbeat=time.time())
+    record = store.get_run(record.id)
+    return Run(store, record)
+
+
+def init(
+    config: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    note: str = "",
+    tags: Iterable[str] = (),
+    store: Store | str | os.PathLike | None = None,
+) -> Run:
+    """Start tracking a run from your own training loop (E1, T1); returns a Run.
+
+    Records the config, the command line and the reproducibility record of the calling
+    script (git commit and diff, environment); finish with run.finish() or use `with`.
+    """
+    run = open_run(store=store, kind="init", name=name, note=note, tags=tags, config=config)
+    try:
+        from danlu.repro import capture
+
+        script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] not in ("", "-c") else None
+        record = capture(script if script and script.is_file() else None, argv=sys.argv,
+                         hparams=dict(config or {}))
+        run.store.update_run(run.id, repro=record)
+    except Exception as exc:  # capture must never stop a user's training
+        run.store.update_run(run.id, repro={"error": f"capture failed: {exc!r}"})
+    return run
+
+
+@atexit.register
+def _finish_forgotten_runs() -> None:
+    # A user loop that never calls finish() still leaves a finished run, not a "crashed" one.
+    for run in list(_LIVE):
+        try:
+            run.finish("finished")
+        except Exception:
+            pass

@@ -1,0 +1,94 @@
+"""The `danlu` command: verbs, exit codes, --json, errors that say what and where (issue 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from danlu.cli import main
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_help_lists_verbs(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("train", "runs", "show", "diff", "tag", "note", "reproduce", "demo"):
+        assert verb in out
+
+
+def test_wrong_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["runs", "--no-such-flag"])
+    assert e.value.code == 2
+
+
+def test_bad_override_exit_2_and_names_field(tmp_path, tiny_path, capsys):
+    assert main(["train", str(tiny_path), "hiddn=3", "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "hiddn" in err and "Valid fields" in err
+    assert main(["train", str(tiny_path), "hidden=wide", "--store", str(tmp_path / "s")]) == 2
+    assert "Tiny.hidden expects int" in capsys.readouterr().err
+
+
+def test_missing_recipe_and_unknown_run(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope.py"), "--store", str(tmp_path / "s")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["show", "nosuchrun", "--store", str(tmp_path / "s")]) == 2
+    assert "nosuchrun" in capsys.readouterr().err
+
+
+def test_train_runs_show_diff_tag_note(tmp_path, tiny_path, capsys):
+    s = ["--store", str(tmp_path / "s")]
+    assert main(["train", str(tiny_path), "--quiet", "-m", "baseline", "--tag", "base", "--name", "one", *s]) == 0
+    assert main(["train", str(tiny_path), "hidden=8", "--quiet", "--name", "two", *s]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--json", *s]) == 0
+    runs = _json(capsys)
+    assert [r["name"] for r in runs] == ["two", "one"]
+    assert runs[1]["note"] == "baseline" and runs[1]["tags"] == ["base"]
+    assert runs[0]["summary"]["best_val_acc"] > 0.5
+
+    assert main(["runs", *s]) == 0
+    table = capsys.readouterr().out
+    assert "hidden" in table and "lr" not in table.split("\n")[2]  # only varying hparams are columns
+
+    assert main(["runs", "--tag", "base", "--json", *s]) == 0
+    assert [r["name"] for r in _json(capsys)] == ["one"]
+
+    assert main(["diff", "one", "two", "--json", *s]) == 0
+    d = _json(capsys)
+    assert d["hparams"] == {"hidden": [16, 8]} and d["code"] == {}
+
+    assert main(["tag", "two", "mainline", *s]) == 0
+    assert main(["note", "two", "half width", *s]) == 0
+    capsys.readouterr()
+    assert main(["show", "two", "--json", *s]) == 0
+    shown = _json(capsys)
+    assert shown["tags"] == ["mainline"] and shown["note"] == "half width"
+    assert len(shown["series"]["train/loss"]["values"]) == 18 and "best.pt" in shown["checkpoints"]
+    assert main(["show", "last", *s]) == 0
+    assert "train/loss" in capsys.readouterr().out
+
+
+def test_reproduce_is_exact_on_cpu(tmp_path, tiny_path, capsys):
+    s = ["--store", str(tmp_path / "s")]
+    assert main(["train", str(tiny_path), "epochs=2", "--quiet", "--name", "orig", *s]) == 0
+    capsys.readouterr()
+    assert main(["reproduce", "orig", "--quiet", "--json", *s]) == 0
+    out = _json(capsys)
+    assert out["reproduced"] is True and out["max_deviation"] == 0.0
+    assert out["series"]["train/loss"]["points"] == 12
+
+
+def test_console_script_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "danlu.cli", "runs", "--store", str(tmp_path / "s")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "No runs yet" in proc.stdout
