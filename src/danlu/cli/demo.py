@@ -47,15 +47,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from danlu.cli.train import print_result
     from danlu.engine import fit
     from danlu.recipe import load_recipe
+    from danlu.render import print_report
 
     store = open_store_from_args(args)
     path = demo_recipe_path()
     recipe = load_recipe(path)
 
-    _step("train: per-batch loss, validation probes, checkpoints, reproducibility record (T1, T3, E1)")
+    progress = not args.quiet
+
+    _step("1. know the data: class balance, duplicates and leakage, invalid samples, scale (D1-D8)")
+    from danlu.cli.audit import audit_and_save
+
+    audit_report, _ = audit_and_save(store, recipe, progress=progress)
+    print_report(audit_report)
+
+    _step("2. train: per-batch loss, validation probes, checkpoints, reproducibility record (T1, T3, E1)")
     result = fit(recipe, store=store, note="danlu demo", tags=["demo"], device=args.device,
-                 progress=not args.quiet)
+                 progress=progress)
     print_result(store, result)
+
+    _step("3. study the errors: per-class metrics, confusion matrix, worst cases, suspicious labels (C2, C3)")
+    from danlu.cli.cases import cases_and_save
+
+    print_report(cases_and_save(store, [result.run_id], device=args.device if args.device != "auto" else None,
+                                progress=progress))
 
     _step("what next")
     ref = result.name
