@@ -1,0 +1,66 @@
+"""The run store: runs, their curves, reports and artefacts.
+
+    from danlu.store import open_store
+    store = open_store()                     # $DANLU_HOME, else ./.danlu
+    run = store.create_run(config={"lr": 1e-3})
+    store.log_points(run.id, [("train/loss", 0, 2.3, time.time())])
+    steps, values = store.read_series(run.id, "train/loss")
+
+``open_store`` is the one place where a location string becomes an implementation
+(compare Optuna's ``get_storage``); everything else takes a ``Store`` object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from danlu.errors import StoreError
+from danlu.store.base import RUN_STATUSES, ReportRecord, RunRecord, Store
+from danlu.store.sqlite import SQLiteStore
+from danlu.store.writer import BatchedWriter
+
+__all__ = [
+    "open_store",
+    "default_store_path",
+    "Store",
+    "RunRecord",
+    "ReportRecord",
+    "RUN_STATUSES",
+    "SQLiteStore",
+    "BatchedWriter",
+]
+
+#: URL scheme -> backend. A plain path (no "scheme://") is the embedded SQLite store.
+BACKENDS: dict[str, Callable[[str, bool], Store]] = {
+    "sqlite": lambda location, create: SQLiteStore(location, create=create),
+}
+
+
+def default_store_path() -> Path:
+    """$DANLU_HOME if set (and not empty), else ./.danlu in the working directory."""
+    return Path(os.environ.get("DANLU_HOME") or ".danlu")
+
+
+def open_store(path: str | os.PathLike[str] | Store | None = None, create: bool = True) -> Store:
+    """Open (and by default create) the store at ``path``.
+
+    ``path``: a folder (the embedded SQLite store: ``<folder>/danlu.db`` and
+    ``<folder>/runs/<id>/``), a ``scheme://location`` URL naming a backend
+    (``sqlite:///abs/folder``), an already open Store (returned as is), or None for
+    ``default_store_path()``. ``create=False`` raises StoreError when there is no store.
+    """
+    if isinstance(path, Store):
+        return path
+    location = os.fspath(default_store_path() if path is None else path)
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return BACKENDS["sqlite"](location, create)
+    factory = BACKENDS.get(scheme.lower())
+    if factory is None:
+        raise StoreError(
+            f"unknown store URL scheme {scheme!r} in {location!r}; known: "
+            f"{', '.join(f'{name}://' for name in sorted(BACKENDS))}, or a plain folder path"
+        )
+    return factory(rest, create)

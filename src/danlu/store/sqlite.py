@@ -1,0 +1,842 @@
+"""The embedded default store: one SQLite file in WAL mode, artefacts in folders beside it.
+
+    <root>/danlu.db            runs, tags, series, points, reports, meta
+    <root>/runs/<run-id>/      checkpoints, code snapshot, report images
+
+Why these settings (several training processes share one store, and a ``kill -9``
+must lose nothing that was committed):
+
+- WAL journal: readers never block the writer and the writer never blocks readers;
+  a committed transaction survives the death of its process.
+- ``synchronous=NORMAL``: in WAL mode commits are durable against process crashes
+  (not against power loss), at a fraction of FULL's fsync cost.
+- Every write is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front,
+  so two writers queue on the busy timeout instead of failing with "database is
+  locked" when a read transaction tries to become a write one. If a lock still cannot
+  be had (SQLITE_BUSY after the 60 s timeout), the transaction is retried with
+  exponential back-off before the error reaches the caller.
+- Each thread (and each forked process) gets its own connection.
+
+Encoding: config / summary / repro / report data are strict JSON text (non-finite
+floats become "nan"/"inf" strings there); point values are REAL with NaN stored as
+NULL (SQLite cannot hold a NaN), so ``read_series`` gives back nan, inf and -inf exactly.
+
+Safety: a file at the store path that is not SQLite, or a SQLite database without
+danlu's meta row, is refused and never written; a store with a newer schema is
+refused; an older one is copied to ``danlu.v<N>.bak.db`` and upgraded step by step
+through ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import numpy as np
+
+from danlu.errors import RunNotFound, StoreError
+from danlu.store.base import (
+    RUN_STATUSES,
+    ReportRecord,
+    RunRecord,
+    Store,
+    check_run_name,
+    is_crashed,
+    make_run_name,
+    process_identity,
+)
+
+__all__ = ["SQLiteStore", "SCHEMA_VERSION", "MIGRATIONS", "DB_NAME"]
+
+DB_NAME = "danlu.db"
+APP = "danlu"
+#: Version of the schema this code writes. Bump it together with a MIGRATIONS entry,
+#: and commit a store file of the old version under tests/assets/ (practice: Optuna).
+SCHEMA_VERSION = 1
+#: MIGRATIONS[v](conn) upgrades a version-v store to v+1 inside the open write
+#: transaction (DDL is transactional in SQLite: a failed step leaves the store as it was).
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+BUSY_TIMEOUT_S = 60.0       # SQLite's own wait for a lock, per statement
+RETRY_DEADLINE_S = 120.0    # then our back-off retries, for at most this long
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_HEX = re.compile(r"[0-9a-f]+")
+_POINT_DTYPE = np.dtype([("step", np.int64), ("value", np.float64)])
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id        TEXT PRIMARY KEY,
+    name      TEXT NOT NULL UNIQUE,
+    kind      TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    recipe    TEXT,
+    note      TEXT NOT NULL DEFAULT '',
+    command   TEXT NOT NULL DEFAULT '',
+    parent    TEXT,
+    created   REAL NOT NULL,
+    ended     REAL,
+    heartbeat REAL,
+    pid       INTEGER,
+    host      TEXT,
+    pidns     TEXT,
+    config    TEXT NOT NULL DEFAULT '{}',
+    summary   TEXT NOT NULL DEFAULT '{}',
+    -- last: it can be large (package list, git diff), and columns after a large value
+    -- are only reached by walking its overflow pages, which made listing runs slow
+    repro     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX runs_created ON runs(created);
+CREATE INDEX runs_status ON runs(status);
+CREATE TABLE tags (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tag    TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX tags_tag ON tags(tag);
+CREATE TABLE series (
+    id     INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    name   TEXT NOT NULL,
+    UNIQUE (run_id, name)
+);
+-- value NULL means NaN. One row per (series, step): logging a step again replaces it
+CREATE TABLE points (
+    series_id INTEGER NOT NULL,
+    step      INTEGER NOT NULL,
+    value     REAL,
+    wall      REAL NOT NULL,
+    PRIMARY KEY (series_id, step)
+) WITHOUT ROWID;
+CREATE TABLE reports (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id  TEXT REFERENCES runs(id) ON DELETE CASCADE,
+    kind    TEXT NOT NULL,
+    created REAL NOT NULL,
+    data    TEXT NOT NULL
+);
+CREATE INDEX reports_run ON reports(run_id, created);
+CREATE INDEX reports_kind ON reports(kind, created);
+"""
+
+_RUN_COLUMNS = (
+    "id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat, pid, host, "
+    "pidns, config, summary, {repro}"
+)
+_COLS_FULL = _RUN_COLUMNS.format(repro="repro")
+_COLS_LIGHT = _RUN_COLUMNS.format(repro="NULL")
+
+_UPDATABLE = {
+    "name", "kind", "status", "recipe", "note", "config", "summary", "repro",
+    "command", "parent", "ended", "heartbeat", "pid", "host",
+}
+_JSON_FIELDS = {"config", "summary", "repro"}
+
+T = TypeVar("T")
+
+
+def _dumps(value: Any, what: str) -> str:
+    from danlu.report import _jsonable
+
+    if not isinstance(value, Mapping):
+        raise StoreError(f"{what} must be a dict, got {type(value).__name__}")
+    return json.dumps(_jsonable(dict(value)), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for tag in tags:
+        text = str(tag).strip()
+        if not text:
+            raise StoreError("a tag cannot be empty")
+        if text not in out:
+            out.append(text)
+    return out
+
+
+class SQLiteStore(Store):
+    """Run store in ``<root>/danlu.db`` (SQLite, WAL mode). See the module docstring."""
+
+    def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
+        root = Path(root).expanduser().absolute()
+        if root.is_file():
+            if root.name != DB_NAME:
+                raise StoreError(
+                    f"{root} is a file, but a danlu store is a folder (it holds {DB_NAME} and "
+                    "runs/). The file will not be touched; pass a folder with --store or $DANLU_HOME."
+                )
+            root = root.parent
+        self.root = root
+        self.db_path = root / DB_NAME
+        self._local = threading.local()
+        self._conns: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
+        self._conns_lock = threading.Lock()
+        self._series_ids: dict[tuple[str, str], int] = {}
+        self._closed = False
+
+        state, version = self._inspect()
+        if state == "missing" and not create:
+            raise StoreError(
+                f"there is no danlu store at {root} (no {DB_NAME}); start a run with "
+                "`danlu train RECIPE`, or point --store / $DANLU_HOME at an existing store"
+            )
+        if state == "foreign":
+            raise StoreError(self._foreign_message())
+        if state == "danlu":
+            self._check_version(version)
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._ensure_wal()
+            self._write(self._initialise)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.root)!r})"
+
+    # ------------------------------------------------------------ opening
+    def _inspect(self) -> tuple[str, int | None]:
+        """Look at the file without writing to it: missing, empty, danlu (+version), foreign.
+
+        The first look opens the file ``immutable`` (no locks, no -wal/-shm files created
+        beside someone else's database). A live danlu store may have committed pages only
+        in its -wal file, or be mid-checkpoint, so before refusing a file that has a -wal
+        beside it we look again through a normal read-only connection. The final word is
+        spoken under the write lock (``_initialise``).
+        """
+        db = self.db_path
+        if not db.exists():
+            return "missing", None
+        if not db.is_file():
+            raise StoreError(f"{db} exists but is not a file; danlu will not touch it. Move it away "
+                             "or choose another store folder with --store or $DANLU_HOME.")
+        if db.stat().st_size == 0:
+            return "empty", None
+        with open(db, "rb") as fh:
+            header = fh.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise StoreError(
+                f"{db} is not a SQLite database, so it is not a danlu store (corrupt, or another "
+                "program's file). danlu will not touch it: move it away, or choose another store "
+                "folder with --store or $DANLU_HOME."
+            )
+        wal = db.with_name(db.name + "-wal")
+        had_wal = wal.exists()
+        try:
+            state = self._look(f"{db.as_uri()}?immutable=1")
+        except StoreError:
+            if not (had_wal or wal.exists()):
+                raise
+            state = None
+        if state is None or (state[0] == "foreign" and (had_wal or wal.exists())):
+            state = self._look(f"{db.as_uri()}?mode=ro")
+        return state
+
+    def _look(self, uri: str) -> tuple[str, int | None]:
+        db = self.db_path
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store at {db}: {exc}; it was not changed") from exc
+        try:
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            except sqlite3.DatabaseError as exc:
+                if _is_busy(exc):
+                    raise StoreError(f"the store at {db} stayed locked for {BUSY_TIMEOUT_S:.0f} s; "
+                                     "retry when the other danlu processes are done") from exc
+                raise StoreError(
+                    f"{db} is damaged or not a database ({exc}); danlu will not touch it. Move it "
+                    "away (keep it: `sqlite3 danlu.db .recover` may save its runs) or choose another "
+                    "store folder with --store or $DANLU_HOME."
+                ) from exc
+            if not tables:
+                return "empty", None
+            if "meta" not in tables:
+                return "foreign", None
+            try:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            except sqlite3.DatabaseError:
+                return "foreign", None
+        finally:
+            conn.close()
+        return self._classify(meta)
+
+    @staticmethod
+    def _classify(meta: dict[str, str]) -> tuple[str, int | None]:
+        if meta.get("app") != APP:
+            return "foreign", None
+        try:
+            return "danlu", int(meta.get("schema_version", ""))
+        except ValueError:
+            return "foreign", None
+
+    def _foreign_message(self) -> str:
+        return (
+            f"{self.db_path} is a SQLite database but not a danlu store (it has no danlu meta "
+            "row). danlu will not touch it: move it away, or choose another store folder with "
+            "--store or $DANLU_HOME."
+        )
+
+    def _check_version(self, version: int | None) -> None:
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {self.db_path} has schema version {version}: it was written by a "
+                f"newer danlu (this one reads up to version {SCHEMA_VERSION}). Upgrade danlu "
+                "(pip install -U danlu); the store was not changed."
+            )
+
+    def _ensure_wal(self) -> None:
+        conn = self._conn()
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        delay = 0.005
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot switch the store at {self.db_path} to WAL mode: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        """Under the write lock: create the schema in an empty file, or migrate an old one."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            for statement in _SCHEMA_V1.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [("app", APP), ("schema_version", "1"), ("created", repr(time.time()))],
+            )
+            self._migrate(conn, 1)
+            return
+        if "meta" not in tables:
+            raise StoreError(self._foreign_message())
+        state, version = self._classify(dict(conn.execute("SELECT key, value FROM meta").fetchall()))
+        if state != "danlu" or version is None:
+            raise StoreError(self._foreign_message())
+        self._check_version(version)
+        if version < SCHEMA_VERSION:
+            self._backup(version)
+            self._migrate(conn, version)
+
+    def _backup(self, version: int) -> None:
+        """Copy the store as it is (we hold the write lock, so it cannot change) before upgrading."""
+        target = self.root / f"danlu.v{version}.bak.db"
+        source = sqlite3.connect(str(self.db_path), timeout=BUSY_TIMEOUT_S)
+        dest = sqlite3.connect(str(target))
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+            source.close()
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        while version < SCHEMA_VERSION:
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise StoreError(
+                    f"this danlu cannot upgrade the store at {self.db_path} from schema version "
+                    f"{version} to {version + 1} (no migration); install the danlu release that wrote it"
+                )
+            try:
+                step(conn)
+            except Exception as exc:  # the transaction rolls back: nothing was changed
+                raise StoreError(
+                    f"upgrading the store at {self.db_path} from schema version {version} to "
+                    f"{version + 1} failed ({exc!r}); the store was left as it was. Please report this."
+                ) from exc
+            version += 1
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+
+    # -------------------------------------------------------- connections
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                str(self.db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store at {self.db_path}: {exc}") from exc
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (a forked child opens its own, never reuses the parent's)."""
+        if self._closed:
+            raise StoreError(f"the store at {self.root} was closed; open it again with open_store()")
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = self._connect()
+            local.conn, local.pid = conn, os.getpid()
+            with self._conns_lock:
+                self._conns.append((os.getpid(), conn))
+        return conn
+
+    def close(self) -> None:
+        """Close this process's connections. A forked child never touches its parent's:
+        SQLite connections must not be used, not even closed, across fork()."""
+        self._closed = True
+        pid = os.getpid()
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for owner, conn in conns:
+            if owner != pid:
+                continue
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing is best effort
+                pass
+        if getattr(self._local, "pid", None) == pid:
+            self._local.conn = None
+
+    def _run(self, begin: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn in one transaction; on SQLITE_BUSY retry the whole transaction with back-off."""
+        conn = self._conn()
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        delay = 0.005
+        while True:
+            try:
+                conn.execute(begin)
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(delay + delay * secrets.randbelow(100) / 100)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreError(f"the store at {self.db_path} refused a write: {exc}") from exc
+                raise StoreError(f"the store at {self.db_path} failed: {exc}") from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._run("BEGIN IMMEDIATE", fn)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._run("BEGIN", fn)  # one consistent snapshot for several SELECTs
+
+    # ---------------------------------------------------------------- runs
+    def create_run(
+        self,
+        *,
+        name: str | None = None,
+        kind: str = "train",
+        recipe: str | None = None,
+        config: dict[str, Any] | None = None,
+        note: str = "",
+        tags: Sequence[str] = (),
+        command: str = "",
+        parent: str | None = None,
+    ) -> RunRecord:
+        given = check_run_name(name) if name is not None else None
+        config_json = _dumps(config or {}, "config")
+        clean_tags = _clean_tags(tags)
+        pid, host, pidns = process_identity()
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> tuple[str, str]:
+            while True:
+                run_id = secrets.token_hex(4)
+                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                    break
+            if given is not None:
+                self._check_name_free(conn, given)
+                run_name = given
+            else:
+                for _ in range(100):
+                    run_name = make_run_name()
+                    if conn.execute("SELECT 1 FROM runs WHERE name = ?", (run_name,)).fetchone() is None:
+                        break
+                else:  # a store with most of the 230,400 names taken: make it unique
+                    run_name = f"{make_run_name()}-{run_id}"
+            conn.execute(
+                "INSERT INTO runs (id, name, kind, status, recipe, note, config, command, parent, "
+                "created, heartbeat, pid, host, pidns) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, run_name, kind, recipe, note, config_json, command, parent, now, now, pid, host, pidns),
+            )
+            conn.executemany("INSERT INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, t) for t in clean_tags])
+            return run_id, run_name
+
+        run_id, run_name = self._write(insert)
+        return RunRecord(
+            id=run_id, name=run_name, kind=kind, status="running", recipe=recipe, note=note,
+            tags=sorted(clean_tags), config=json.loads(config_json), command=command, parent=parent,
+            created=now, heartbeat=now, pid=pid, host=host,
+        )
+
+    def _check_name_free(self, conn: sqlite3.Connection, name: str, run_id: str | None = None) -> None:
+        row = conn.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is not None and row[0] != run_id:
+            raise StoreError(
+                f"a run named {name!r} already exists in {self.root} (id {row[0]}); choose another "
+                "name, or leave it out to get a generated one"
+            )
+        row = conn.execute("SELECT id FROM runs WHERE id = ?", (name,)).fetchone()
+        if row is not None and row[0] != run_id:
+            raise StoreError(f"{name!r} is the id of another run in {self.root}; choose another name")
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise StoreError(
+                f"update_run cannot set {', '.join(sorted(unknown))}; settable fields: "
+                f"{', '.join(sorted(_UPDATABLE))}"
+            )
+        if not fields:
+            return
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key in _JSON_FIELDS:
+                value = _dumps(value, key)
+            elif key == "status" and value not in RUN_STATUSES:
+                raise StoreError(f"status {value!r} is not one of {', '.join(RUN_STATUSES)}")
+            elif key == "name":
+                value = check_run_name(value)
+            values[key] = value
+        if "pid" in values:  # the calling process takes the run over
+            _, host, pidns = process_identity()
+            values.setdefault("host", host)
+            values["pidns"] = pidns
+        assignments = ", ".join(f"{key} = ?" for key in values)
+
+        def update(conn: sqlite3.Connection) -> None:
+            if "name" in values:
+                self._check_name_free(conn, values["name"], run_id)
+            cur = conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+            if cur.rowcount == 0:
+                raise self._no_such_id(run_id)
+
+        self._write(update)
+
+    def heartbeat(self, run_id: str, when: float | None = None) -> None:
+        beat = time.time() if when is None else when
+
+        def update(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE runs SET heartbeat = ?, "
+                "status = CASE WHEN status = 'crashed' AND pid IS ? THEN 'running' ELSE status END, "
+                "ended = CASE WHEN status = 'crashed' AND pid IS ? THEN NULL ELSE ended END "
+                "WHERE id = ?",
+                (beat, os.getpid(), os.getpid(), run_id),
+            )
+            if cur.rowcount == 0:
+                raise self._no_such_id(run_id)
+
+        self._write(update)
+
+    def set_tags(self, run_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+        added, removed = _clean_tags(add), _clean_tags(remove)
+
+        def update(conn: sqlite3.Connection) -> list[str]:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise self._no_such_id(run_id)
+            conn.executemany("INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, t) for t in added])
+            conn.executemany("DELETE FROM tags WHERE run_id = ? AND tag = ?", [(run_id, t) for t in removed])
+            return [r[0] for r in conn.execute("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (run_id,))]
+
+        return self._write(update)
+
+    def _no_such_id(self, run_id: str) -> RunNotFound:
+        return RunNotFound(f"no run with id {run_id!r} in the store at {self.root}; list runs with `danlu runs`")
+
+    def get_run(self, ref: str) -> RunRecord:
+        text = str(ref).strip()
+
+        def find(conn: sqlite3.Connection) -> tuple[tuple, list[str]]:
+            row = self._resolve(conn, text)
+            tags = [r[0] for r in conn.execute("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (row[0],))]
+            return row, tags
+
+        row, tags = self._read(find)
+        record = self._records([row], {row[0]: tags}, with_repro=True)[0]
+        self._settle([(record, row[13])])
+        return record
+
+    def _resolve(self, conn: sqlite3.Connection, text: str) -> tuple:
+        select = f"SELECT {_COLS_FULL} FROM runs"
+        if text.lower() == "last":
+            row = conn.execute(f"{select} ORDER BY created DESC, rowid DESC LIMIT 1").fetchone()
+            if row is None:
+                raise RunNotFound(
+                    f"the store at {self.root} has no runs yet, so there is no 'last' run; start one "
+                    "with `danlu train RECIPE` or danlu.init()"
+                )
+            return row
+        for column in ("id", "name"):
+            row = conn.execute(f"{select} WHERE {column} = ?", (text,)).fetchone()
+            if row is not None:
+                return row
+        prefix = text.lower()
+        if prefix and _HEX.fullmatch(prefix):
+            rows = conn.execute(
+                f"{select} WHERE id GLOB ? ORDER BY created DESC LIMIT 11", (prefix + "*",)
+            ).fetchall()
+            if len(rows) == 1:
+                return rows[0]
+            if rows:
+                shown = ", ".join(f"{r[0]} ({r[1]})" for r in rows[:10])
+                more = " and more" if len(rows) > 10 else ""
+                raise RunNotFound(
+                    f"{text!r} is the start of several run ids: {shown}{more}; give more characters "
+                    "of the id, or the run's name"
+                )
+        raise RunNotFound(
+            f"no run matches {text!r} in the store at {self.root}. RUN is an id, a unique id prefix, "
+            "a name, or 'last'; list runs with `danlu runs`"
+        )
+
+    def list_runs(
+        self,
+        *,
+        tags: Sequence[str] = (),
+        status: str | None = None,
+        recipe: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        with_repro: bool = False,
+    ) -> list[RunRecord]:
+        """Runs, newest first. ``recipe`` matches runs whose recipe spec contains the text
+        (e.g. "digits.py"); ``tags``: runs carrying every one of them."""
+        crashed = self._settle_running()
+        where: list[str] = []
+        params: list[Any] = []
+        for tag in _clean_tags(tags):
+            where.append("id IN (SELECT run_id FROM tags WHERE tag = ?)")
+            params.append(tag)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if recipe is not None:
+            where.append("instr(recipe, ?) > 0")
+            params.append(recipe)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = f"SELECT {_COLS_FULL if with_repro else _COLS_LIGHT} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+
+        def fetch(conn: sqlite3.Connection) -> tuple[list[tuple], dict[str, list[str]]]:
+            rows = conn.execute(sql, params).fetchall()
+            by_run: dict[str, list[str]] = {}
+            if len(rows) <= 500:
+                ids = [r[0] for r in rows]
+                marks = ", ".join("?" * len(ids))
+                tag_rows = conn.execute(
+                    f"SELECT run_id, tag FROM tags WHERE run_id IN ({marks}) ORDER BY run_id, tag", ids
+                ) if ids else []
+            else:
+                tag_rows = conn.execute("SELECT run_id, tag FROM tags ORDER BY run_id, tag")
+            for run_id, tag in tag_rows:
+                by_run.setdefault(run_id, []).append(tag)
+            return rows, by_run
+
+        rows, by_run = self._read(fetch)
+        records = self._records(rows, by_run, with_repro=with_repro)
+        for record in records:  # crashes seen but not persisted (a read-only store)
+            if record.id in crashed and record.status == "running":
+                record.status, record.ended = "crashed", crashed[record.id]
+        return records
+
+    @staticmethod
+    def _records(rows: list[tuple], tags: dict[str, list[str]], with_repro: bool) -> list[RunRecord]:
+        """Rows -> records. config and summary of all rows are decoded in one json.loads each
+        (per-call overhead dominated listing 10,000 runs)."""
+        if not rows:
+            return []
+        configs = json.loads("[" + ",".join(r[14] for r in rows) + "]")
+        summaries = json.loads("[" + ",".join(r[15] for r in rows) + "]")
+        records = []
+        for row, config, summary in zip(rows, configs, summaries):
+            (run_id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat,
+             pid, host, _pidns, _, _, repro) = row
+            records.append(RunRecord(
+                id=run_id, name=name, kind=kind, status=status, recipe=recipe, note=note,
+                tags=list(tags.get(run_id, ())), config=config, summary=summary,
+                repro=json.loads(repro) if with_repro and repro else {},
+                command=command, parent=parent, created=created, ended=ended, heartbeat=heartbeat,
+                pid=pid, host=host,
+            ))
+        return records
+
+    # ------------------------------------------------------ crash detection
+    def _settle_running(self) -> dict[str, float]:
+        """Judge every run recorded as running (few of them; indexed by status).
+        Returns {run id: ended} of the runs found crashed."""
+        rows = self._read(lambda conn: conn.execute(
+            f"SELECT {_COLS_LIGHT} FROM runs WHERE status = 'running'").fetchall())
+        if not rows:
+            return {}
+        records = self._records(rows, {}, with_repro=False)
+        self._settle(list(zip(records, (row[13] for row in rows))))
+        return {r.id: r.ended for r in records if r.status == "crashed"}
+
+    def _settle(self, items: list[tuple[RunRecord, str | None]]) -> None:
+        """Persist "crashed" for running runs whose process is gone (rule: base.is_crashed).
+
+        The update only applies if the run's heartbeat and pid are still the ones judged,
+        so a run that a live process has just heartbeaten or taken over is left alone.
+        """
+        now = time.time()
+        dead = [run for run, pidns in items if is_crashed(run, pidns=pidns, now=now)]
+        if not dead:
+            return
+
+        def mark(conn: sqlite3.Connection) -> list[bool]:
+            done = []
+            for run in dead:
+                last = run.heartbeat if run.heartbeat is not None else run.created
+                cur = conn.execute(
+                    "UPDATE runs SET status = 'crashed', ended = ? WHERE id = ? AND status = 'running' "
+                    "AND heartbeat IS ? AND pid IS ?",
+                    (last, run.id, run.heartbeat, run.pid),
+                )
+                done.append(cur.rowcount == 1)
+            return done
+
+        try:
+            done = self._write(mark)
+        except StoreError:  # a read-only store: report the crash without persisting it
+            done = [True] * len(dead)
+        for run, changed in zip(dead, done):
+            if changed:
+                run.status = "crashed"
+                run.ended = run.heartbeat if run.heartbeat is not None else run.created
+
+    # -------------------------------------------------------------- points
+    def log_points(
+        self, run_id: str, points: Sequence[tuple[str, int, float, float]], *, checked: bool = True
+    ) -> None:
+        if not points:
+            return
+        cache = self._series_ids
+        missing = {p[0] for p in points if (run_id, p[0]) not in cache}
+
+        def write(conn: sqlite3.Connection) -> dict[str, int]:
+            ids = {}
+            if missing:
+                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                    raise self._no_such_id(run_id)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO series (run_id, name) VALUES (?, ?)", [(run_id, n) for n in missing]
+                )
+                ids = {n: i for i, n in conn.execute("SELECT id, name FROM series WHERE run_id = ?", (run_id,))}
+            lookup = {name: ids.get(name) or cache[(run_id, name)] for name in {p[0] for p in points}}
+            # SQLite stores a bound NaN as NULL by itself: no per-point test needed
+            if checked:
+                rows = [(lookup[n], int(step), float(v), float(w)) for n, step, v, w in points]
+            else:  # the caller guarantees int steps and float values (BatchedWriter)
+                rows = [(lookup[n], step, v, w) for n, step, v, w in points]
+            conn.executemany(
+                "INSERT OR REPLACE INTO points (series_id, step, value, wall) VALUES (?, ?, ?, ?)", rows
+            )
+            return ids
+
+        created = self._write(write)
+        for name, series_id in created.items():  # only after the commit: ids now exist for everyone
+            cache[(run_id, name)] = series_id
+
+    def series_names(self, run_id: str) -> list[str]:
+        return self._read(lambda conn: [r[0] for r in conn.execute(
+            "SELECT name FROM series WHERE run_id = ? ORDER BY name", (run_id,))])
+
+    def read_series(self, run_id: str, name: str, start: int | None = None, end: int | None = None):
+        sql = "SELECT step, value FROM points WHERE series_id = ?"
+        bounds: list[int] = []
+        if start is not None:
+            sql += " AND step >= ?"
+            bounds.append(int(start))
+        if end is not None:
+            sql += " AND step <= ?"
+            bounds.append(int(end))
+        sql += " ORDER BY step"
+
+        def fetch(conn: sqlite3.Connection) -> np.ndarray:
+            row = conn.execute("SELECT id FROM series WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+            if row is None:
+                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                    raise self._no_such_id(run_id)
+                return np.empty(0, dtype=_POINT_DTYPE)
+            # fromiter builds the array straight from the cursor; NULL (our NaN) becomes nan
+            return np.fromiter(conn.execute(sql, (row[0], *bounds)), dtype=_POINT_DTYPE)
+
+        points = self._read(fetch)
+        return np.ascontiguousarray(points["step"]), np.ascontiguousarray(points["value"])
+
+    # ------------------------------------------------------------- reports
+    def save_report(self, run_id: str | None, kind: str, data: dict[str, Any]) -> int:
+        payload = _dumps(data, "report data")
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> int:
+            if run_id is not None and conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise self._no_such_id(run_id)
+            cur = conn.execute(
+                "INSERT INTO reports (run_id, kind, created, data) VALUES (?, ?, ?, ?)", (run_id, kind, now, payload)
+            )
+            return int(cur.lastrowid)
+
+        return self._write(insert)
+
+    def list_reports(self, run_id: str | None = None, kind: str | None = None) -> list[ReportRecord]:
+        where, params = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = "SELECT id, run_id, kind, created, data FROM reports"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, id DESC"
+        rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [ReportRecord(i, r, k, c, json.loads(d)) for i, r, k, c, d in rows]
+
+    def get_report(self, report_id: int) -> ReportRecord:
+        row = self._read(lambda conn: conn.execute(
+            "SELECT id, run_id, kind, created, data FROM reports WHERE id = ?", (int(report_id),)
+        ).fetchone())
+        if row is None:
+            raise StoreError(f"no report with id {report_id} in the store at {self.root}")
+        i, r, k, c, d = row
+        return ReportRecord(i, r, k, c, json.loads(d))
