@@ -25,6 +25,7 @@ COMMANDS = [
     "danlu.cli.reproduce",
     "danlu.cli.audit",
     "danlu.cli.cases",
+    "danlu.cli.study",
 ]
 
 

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(scikit-learn's bundled digits; no download).")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--study", action="store_true",
+                   help="also run a small tuning study on the demo recipe (a few minutes; H1-H4)")
     add_store_arg(p)
     p.set_defaults(func=cmd_demo)
 
@@ -72,11 +74,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_report(cases_and_save(store, [result.run_id], device=args.device if args.device != "auto" else None,
                                 progress=progress))
 
+    if args.study:
+        _step("4. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
+        from danlu.study import run_demo_study
+
+        print_report(run_demo_study(store, path, console))
+
     _step("what next")
+    from rich.table import Table
+
     ref = result.name
     store_flag = f" --store {args.store}" if args.store else ""
-    console.print(f"  danlu runs{store_flag}                      the experiment table")
-    console.print(f"  danlu show {ref}{store_flag}        hyperparameters, reproducibility record, curves")
-    console.print(f"  danlu train {path} lr=1e-3 -m 'try a lower lr'   a second run to compare")
-    console.print(f"  danlu reproduce {ref}{store_flag}   re-run from the code snapshot, compare point by point")
+    nxt = Table.grid(padding=(0, 3))
+    nxt.add_column(style="bold")
+    nxt.add_column(style="dim")
+    for command, why in [
+        (f"danlu runs{store_flag}", "the experiment table"),
+        (f"danlu show {ref}{store_flag}", "hyperparameters, reproducibility record, curves, reports"),
+        (f"danlu train {path} lr=1e-3 -m 'lower lr'{store_flag}", "a second run to compare"),
+        (f"danlu diff {ref} last{store_flag}", "what changed between two runs"),
+        (f"danlu reproduce {ref}{store_flag}", "re-run from the code snapshot, compare point by point"),
+    ]:
+        nxt.add_row(escape(command), escape(why))
+    console.print(nxt)
     return 0 if result.status == "finished" else 1
