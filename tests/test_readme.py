@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from pathlib import Path
+
 from danlu.cli import main
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _blocks(lang: str) -> list[str]:

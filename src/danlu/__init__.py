@@ -1,44 +1,54 @@
-"""danlu (丹炉): a PyTorch workbench that turns training folklore into checks that run."""
+"""danlu (丹炉): a PyTorch workbench that turns training folklore into checks that run.
+
+Public names are imported on first use, so `import danlu` and the `danlu` command start
+without loading torch until a recipe, the engine or a check needs it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from danlu.errors import DanluError, HyperparameterError, RecipeError, RunNotFound, StoreError
-from danlu.recipe import Recipe, load_recipe, load_recipe_class
-from danlu.report import Finding, Report, Table
+# public name -> module that defines it
+_EXPORTS = {
+    "Recipe": "danlu.recipe",
+    "load_recipe": "danlu.recipe",
+    "load_recipe_class": "danlu.recipe",
+    "Report": "danlu.report",
+    "Finding": "danlu.report",
+    "Table": "danlu.report",
+    "DanluError": "danlu.errors",
+    "RecipeError": "danlu.errors",
+    "HyperparameterError": "danlu.errors",
+    "StoreError": "danlu.errors",
+    "RunNotFound": "danlu.errors",
+    "init": "danlu.track",
+    "Run": "danlu.track",
+    "watch": "danlu.doctor.watch",
+    "fit": "danlu.engine",
+}
 
-__all__ = [
-    "__version__",
-    "Recipe",
-    "load_recipe",
-    "load_recipe_class",
-    "Report",
-    "Finding",
-    "Table",
-    "DanluError",
-    "RecipeError",
-    "HyperparameterError",
-    "StoreError",
-    "RunNotFound",
-    "init",
-    "watch",
-    "fit",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from danlu.doctor.watch import watch
+    from danlu.engine import fit
+    from danlu.errors import DanluError, HyperparameterError, RecipeError, RunNotFound, StoreError
+    from danlu.recipe import Recipe, load_recipe, load_recipe_class
+    from danlu.report import Finding, Report, Table
+    from danlu.track import Run, init
 
 
 def __getattr__(name: str):
-    # Lazy imports keep `import danlu` light (no store, engine or doctor until used).
-    if name == "init":
-        from danlu.track import init
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'danlu' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return init
-    if name == "watch":
-        from danlu.doctor.watch import watch
 
-        return watch
-    if name == "fit":
-        from danlu.engine import fit
-
-        return fit
-    raise AttributeError(f"module 'danlu' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(__all__)

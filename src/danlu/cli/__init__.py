@@ -26,6 +26,7 @@ COMMANDS = [
     "danlu.cli.audit",
     "danlu.cli.cases",
     "danlu.cli.study",
+    "danlu.cli.ui",
 ]
 
 
