@@ -89,6 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     nxt.add_column(style="bold")
     nxt.add_column(style="dim")
     for command, why in [
+        (f"danlu ui {ref}{store_flag}", "open the dashboard on this run (curves, reports, compare)"),
         (f"danlu runs{store_flag}", "the experiment table"),
         (f"danlu show {ref}{store_flag}", "hyperparameters, reproducibility record, curves, reports"),
         (f"danlu train {path} lr=1e-3 -m 'lower lr'{store_flag}", "a second run to compare"),
