@@ -69,6 +69,7 @@ class FitState:
     stop_status: str = "finished"
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     status_line: str = ""             # one line a callback wants shown (e.g. the live diagnosis)
+    baseline_loss: float | None = None  # loss of always predicting the training prior (D1, T2)
 
     def stop(self, reason: str, status: str = "stopped") -> None:
         """Ask the loop to end after the current step (e.g. a diverging run, a pruned trial)."""
@@ -266,7 +267,8 @@ def fit(
         _capture(run, recipe, train, val)
 
     state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler,
-                     device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+                     device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                     baseline_loss=_baseline_loss(train, recipe.task))
     start_epoch, skip_batches = 0, 0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -381,6 +383,20 @@ def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run:
             )
 
 
+def _baseline_loss(train, task: str) -> float | None:
+    """Majority-class (or mean-predictor) loss from up to 2,000 training targets; RNG untouched."""
+    from danlu.diagnose.baseline import baseline_loss, dataset_targets
+
+    saved = rng_state()
+    try:
+        targets = dataset_targets(train, max_items=2000)
+        return None if targets is None else baseline_loss(targets, task)
+    except Exception:  # a baseline is a nicety; never stop training for it
+        return None
+    finally:
+        set_rng_state(saved)
+
+
 def _summary(state: FitState, elapsed: float) -> dict[str, Any]:
     out: dict[str, Any] = {
         "steps": state.step,
@@ -395,6 +411,8 @@ def _summary(state: FitState, elapsed: float) -> dict[str, Any]:
     if state.val_loss is not None:
         out["val_loss"] = state.val_loss
         out.update({f"val_{k}": v for k, v in state.val_metrics.items()})
+    if state.baseline_loss is not None:
+        out["baseline_loss"] = state.baseline_loss
     if state.stop_reason:
         out["stop_reason"] = state.stop_reason
     return out

@@ -23,6 +23,8 @@ COMMANDS = [
     "danlu.cli.train",
     "danlu.cli.runs",
     "danlu.cli.reproduce",
+    "danlu.cli.diagnose",
+    "danlu.cli.lr",
     "danlu.cli.audit",
     "danlu.cli.cases",
     "danlu.cli.study",

@@ -68,14 +68,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  progress=progress)
     print_result(store, result)
 
-    _step("3. study the errors: per-class metrics, confusion matrix, worst cases, suspicious labels (C2, C3)")
+    _step("3. read the curves: learning, overfitting, plateau, divergence ... (T2, T3, T4)")
+    from danlu.diagnose import diagnose_run
+
+    print_report(diagnose_run(store, result.run_id))
+
+    _step("4. study the errors: per-class metrics, confusion matrix, worst cases, suspicious labels (C2, C3)")
     from danlu.cli.cases import cases_and_save
 
     print_report(cases_and_save(store, [result.run_id], device=args.device if args.device != "auto" else None,
                                 progress=progress))
 
     if args.study:
-        _step("4. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
+        _step("5. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
         from danlu.study import run_demo_study
 
         print_report(run_demo_study(store, path, console))
