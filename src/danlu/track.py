@@ -24,7 +24,7 @@ from danlu.report import Report
 from danlu.store import open_store
 from danlu.store.base import RunRecord, Store
 
-__all__ = ["Run", "init", "open_run", "reopen_run"]
+__all__ = ["Run", "init", "open_run", "reopen_run", "current_run"]
 
 _LIVE: "weakref.WeakSet[Run]" = weakref.WeakSet()
 
@@ -165,6 +165,12 @@ def init(
     except Exception as exc:  # capture must never stop a user's training
         run.store.update_run(run.id, repro={"error": f"capture failed: {exc!r}"})
     return run
+
+
+def current_run() -> Run | None:
+    """The one unfinished run of this process, or None when there is none or several."""
+    live = [r for r in list(_LIVE) if not r._finished]
+    return live[0] if len(live) == 1 else None
 
 
 @atexit.register

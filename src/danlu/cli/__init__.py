@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser"]
 #: Verb modules, in the order `danlu --help` lists them.
 COMMANDS = [
     "danlu.cli.demo",
+    "danlu.cli.check",
     "danlu.cli.train",
     "danlu.cli.runs",
     "danlu.cli.reproduce",

@@ -63,24 +63,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     audit_report, _ = audit_and_save(store, recipe, progress=progress)
     print_report(audit_report)
 
-    _step("2. train: per-batch loss, validation probes, checkpoints, reproducibility record (T1, T3, E1)")
+    _step("2. sanity checks before the long run: overfit a batch, initial loss, gradients ... (S1-S13)")
+    from danlu.doctor.runner import run_checks, save_report
+
+    check_report = run_checks(recipe, progress=progress)
+    save_report(check_report, recipe, store)
+    print_report(check_report)
+
+    _step("3. train: per-batch loss, validation probes, checkpoints, reproducibility record (T1, T3, E1)")
     result = fit(recipe, store=store, note="danlu demo", tags=["demo"], device=args.device,
                  progress=progress)
     print_result(store, result)
 
-    _step("3. read the curves: learning, overfitting, plateau, divergence ... (T2, T3, T4)")
+    _step("4. read the curves: learning, overfitting, plateau, divergence ... (T2, T3, T4)")
     from danlu.diagnose import diagnose_run
 
     print_report(diagnose_run(store, result.run_id))
 
-    _step("4. study the errors: per-class metrics, confusion matrix, worst cases, suspicious labels (C2, C3)")
+    _step("5. study the errors: per-class metrics, confusion matrix, worst cases, suspicious labels (C2, C3)")
     from danlu.cli.cases import cases_and_save
 
     print_report(cases_and_save(store, [result.run_id], device=args.device if args.device != "auto" else None,
                                 progress=progress))
 
     if args.study:
-        _step("5. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
+        _step("6. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
         from danlu.study import run_demo_study
 
         print_report(run_demo_study(store, path, console))

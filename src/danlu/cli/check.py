@@ -1,0 +1,72 @@
+"""`danlu check RECIPE [k=v ...]`: the preflight sanity checks (S1-S13, D4, D7) in under a minute."""
+
+from __future__ import annotations
+
+import argparse
+
+from danlu.cli.common import add_json_arg, add_store_arg, print_json
+from danlu.console import console, err_console, escape
+
+__all__ = ["register", "cmd_check"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="run the preflight sanity checks on a recipe (data, model, one step, short training)",
+        description="Run the practitioners' sanity experiments on a recipe: data interface, input scale, "
+        "model size, train/eval mode, initial loss, outputs vs loss, gradients, batch independence, "
+        "NaN/Inf, overfitting one batch and 10 samples, input dependence, determinism and speed. "
+        "One line per check; exit status 1 when any check fails.",
+        epilog="Examples:\n  danlu check examples/digits.py\n"
+        "  danlu check examples/digits.py lr=1e-2 --only S2,S3\n"
+        "  danlu check recipe.py --skip S12 --set S1.max_params=5e6 --json\n"
+        "Thresholds: see docs/checks.md; change one with --set ID.setting=value.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("recipe", help="recipe file: path.py or path.py:ClassName")
+    p.add_argument("overrides", nargs="*", metavar="k=v", help="hyperparameter overrides, e.g. lr=1e-3")
+    p.add_argument("--only", metavar="ID,..", default=None, help="run only these checks, e.g. S4,S7")
+    p.add_argument("--skip", metavar="ID,..", default=None, help="skip these checks, e.g. S12")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="ID.name=value",
+                   help="change a threshold, e.g. --set S1.max_params=5e6 (repeatable)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, or auto")
+    p.add_argument("--no-save", action="store_true", help="do not save the report in the store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="show cause/fix/details for every check")
+    add_store_arg(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from danlu.doctor.base import parse_settings
+    from danlu.doctor.runner import run_checks, save_report
+    from danlu.recipe import load_recipe, parse_overrides
+
+    recipe = load_recipe(args.recipe, parse_overrides(args.overrides))
+    settings = parse_settings(args.settings)
+    report = run_checks(
+        recipe, only=args.only, skip=args.skip, settings=settings, device=args.device,
+        progress=not (args.quiet or args.json),
+    )
+    if not args.no_save:
+        try:
+            from danlu.cli.common import open_store_from_args
+
+            store = open_store_from_args(args)
+            run_id, _ = save_report(report, recipe, store)
+        except Exception as exc:  # the checks ran; a store problem must not hide their results
+            err_console.print(f"[yellow]warning:[/] the report was not saved: {escape(str(exc))}")
+        else:
+            if not args.json:
+                err_console.print(f"[dim]saved as run {run_id} (danlu show {run_id})[/]")
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        from danlu.render import print_report
+
+        print_report(report, console, verbose=args.verbose)
+        seconds = report.meta.get("seconds", 0.0)
+        console.print(f"[dim]{len(report.findings)} checks in {seconds:.1f} s[/]")
+    return 1 if report.status == "fail" else 0

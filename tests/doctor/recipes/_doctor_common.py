@@ -1,0 +1,57 @@
+"""Shared pieces of the doctor's test recipes: a small digits split and a small CNN.
+
+The recipes import this module by name (a recipe's folder is put on sys.path when it
+is loaded); it defines no Recipe subclass, so each recipe file still holds exactly one.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+@functools.lru_cache(maxsize=None)
+def _digits(n: int):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.RandomState(0).permutation(len(d.target))[:n]
+    x = torch.tensor(d.images[order], dtype=torch.float32).unsqueeze(1)  # N x 1 x 8 x 8, 0..16
+    y = torch.tensor(d.target[order], dtype=torch.int64)
+    return x, y
+
+
+def digits_tensors(n: int = 600, raw: bool = False):
+    """(x, y): n digits as 1x8x8 float32 (standardised unless raw) and int64 labels."""
+    x, y = _digits(n)
+    x = x.clone()
+    if not raw:
+        x = (x - x.mean()) / x.std()
+    return x, y.clone()
+
+
+def digits_split(n: int = 600, val: int = 150, raw: bool = False):
+    """Train/val TensorDatasets of the first n shuffled digits (val of them held out)."""
+    x, y = digits_tensors(n, raw)
+    return TensorDataset(x[val:], y[val:]), TensorDataset(x[:val], y[:val])
+
+
+def small_cnn(channels: int = 8, hidden: int = 32, classes: int = 10, dropout: float = 0.0,
+              batchnorm: bool = False) -> nn.Sequential:
+    """A two-conv CNN for 1x8x8 inputs (optionally with batch-norm and dropout)."""
+    c = channels
+    layers: list[nn.Module] = [nn.Conv2d(1, c, 3, padding=1)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(c))
+    layers += [nn.ReLU(), nn.Conv2d(c, 2 * c, 3, padding=1)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(2 * c))
+    layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * c * 16, hidden), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(hidden, classes))
+    return nn.Sequential(*layers)
