@@ -46,4 +46,5 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_path, capsys):
     a = store.read_series(store.get_run("victim").id, "train/loss")
     b = store.read_series(store.get_run("whole").id, "train/loss")
     assert store.get_run("victim").status == "finished"
-    assert np.array_equal(a[0], b[0]) and a[1].tobytes() == b[1].tobytes()
+    assert np.array_equal(a[0], b[0]), (len(a[0]), len(b[0]), sorted(set(a[0]) ^ set(b[0])))
+    assert a[1].tobytes() == b[1].tobytes(), np.nonzero(a[1] != b[1])[0][:10]

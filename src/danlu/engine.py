@@ -160,6 +160,9 @@ def _probe(recipe: Recipe, model, val, collate, device, step: int) -> float:
 
 
 def _checkpoint(path: Path, state: FitState, epoch_start: dict, batch_in_epoch: int) -> None:
+    # Points first: a checkpoint must never be ahead of the curve on disk, or a resume
+    # after kill -9 would skip the steps that were still in the writer's buffer.
+    state.run.flush()
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
