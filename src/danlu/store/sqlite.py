@@ -29,6 +29,8 @@ through ``MIGRATIONS``.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import os
 import re
@@ -131,12 +133,19 @@ CREATE INDEX reports_run ON reports(run_id, created);
 CREATE INDEX reports_kind ON reports(kind, created);
 """
 
+_TAG_SEP = "\x1f"  # tags cannot contain control characters (_clean_tags)
 _RUN_COLUMNS = (
     "id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat, pid, host, "
-    "pidns, config, summary, {repro}"
+    "pidns, config, summary, {repro}, "
+    "(SELECT group_concat(tag, char(31)) FROM tags WHERE tags.run_id = runs.id)"
 )
 _COLS_FULL = _RUN_COLUMNS.format(repro="repro")
 _COLS_LIGHT = _RUN_COLUMNS.format(repro="NULL")
+
+# _records builds RunRecord positionally (it is faster); keep this in step with base.RunRecord
+_RECORD_ORDER = ("id", "name", "kind", "status", "recipe", "note", "tags", "config", "summary", "repro",
+                 "command", "parent", "created", "ended", "heartbeat", "pid", "host")
+assert tuple(f.name for f in dataclasses.fields(RunRecord)) == _RECORD_ORDER, "update SQLiteStore._records"
 
 _UPDATABLE = {
     "name", "kind", "status", "recipe", "note", "config", "summary", "repro",
@@ -171,6 +180,8 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         text = str(tag).strip()
         if not text:
             raise StoreError("a tag cannot be empty")
+        if any(ord(ch) < 32 for ch in text):
+            raise StoreError(f"tag {text!r} contains a control character; use plain text")
         if text not in out:
             out.append(text)
     return out
@@ -577,13 +588,8 @@ class SQLiteStore(Store):
     def get_run(self, ref: str) -> RunRecord:
         text = str(ref).strip()
 
-        def find(conn: sqlite3.Connection) -> tuple[tuple, list[str]]:
-            row = self._resolve(conn, text)
-            tags = [r[0] for r in conn.execute("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (row[0],))]
-            return row, tags
-
-        row, tags = self._read(find)
-        record = self._records([row], {row[0]: tags}, with_repro=True)[0]
+        row = self._read(lambda conn: self._resolve(conn, text))
+        record = self._records([row], with_repro=True)[0]
         self._settle([(record, row[13])])
         return record
 
@@ -655,48 +661,39 @@ class SQLiteStore(Store):
             sql += " LIMIT ?"
             params.append(int(limit))
 
-        def fetch(conn: sqlite3.Connection) -> tuple[list[tuple], dict[str, list[str]]]:
-            rows = conn.execute(sql, params).fetchall()
-            by_run: dict[str, list[str]] = {}
-            if len(rows) <= 500:
-                ids = [r[0] for r in rows]
-                marks = ", ".join("?" * len(ids))
-                tag_rows = conn.execute(
-                    f"SELECT run_id, tag FROM tags WHERE run_id IN ({marks}) ORDER BY run_id, tag", ids
-                ) if ids else []
-            else:
-                tag_rows = conn.execute("SELECT run_id, tag FROM tags ORDER BY run_id, tag")
-            for run_id, tag in tag_rows:
-                by_run.setdefault(run_id, []).append(tag)
-            return rows, by_run
-
-        rows, by_run = self._read(fetch)
-        records = self._records(rows, by_run, with_repro=with_repro)
+        rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
+        records = self._records(rows, with_repro=with_repro)
         for record in records:  # crashes seen but not persisted (a read-only store)
             if record.id in crashed and record.status == "running":
                 record.status, record.ended = "crashed", crashed[record.id]
         return records
 
     @staticmethod
-    def _records(rows: list[tuple], tags: dict[str, list[str]], with_repro: bool) -> list[RunRecord]:
-        """Rows -> records. config and summary of all rows are decoded in one json.loads each
-        (per-call overhead dominated listing 10,000 runs)."""
+    def _records(rows: list[tuple], with_repro: bool) -> list[RunRecord]:
+        """Rows -> records, fast enough to list 10,000 runs: config and summary of all rows
+        are decoded in one json.loads each (per-call overhead dominated), records are built
+        positionally, and the cyclic GC is paused while the many small dicts are made."""
         if not rows:
             return []
-        configs = json.loads("[" + ",".join(r[14] for r in rows) + "]")
-        summaries = json.loads("[" + ",".join(r[15] for r in rows) + "]")
-        records = []
-        for row, config, summary in zip(rows, configs, summaries):
-            (run_id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat,
-             pid, host, _pidns, _, _, repro) = row
-            records.append(RunRecord(
-                id=run_id, name=name, kind=kind, status=status, recipe=recipe, note=note,
-                tags=list(tags.get(run_id, ())), config=config, summary=summary,
-                repro=json.loads(repro) if with_repro and repro else {},
-                command=command, parent=parent, created=created, ended=ended, heartbeat=heartbeat,
-                pid=pid, host=host,
-            ))
-        return records
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            configs = json.loads("[" + ",".join(r[14] for r in rows) + "]")
+            summaries = json.loads("[" + ",".join(r[15] for r in rows) + "]")
+            return [
+                RunRecord(
+                    run_id, name, kind, status, recipe, note,
+                    sorted(tags.split(_TAG_SEP)) if tags else [],
+                    config, summary,
+                    json.loads(repro) if with_repro and repro else {},
+                    command, parent, created, ended, heartbeat, pid, host,
+                )
+                for (run_id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat,
+                     pid, host, _pidns, _, _, repro, tags), config, summary in zip(rows, configs, summaries)
+            ]
+        finally:
+            if gc_was_on:
+                gc.enable()
 
     # ------------------------------------------------------ crash detection
     def _settle_running(self) -> dict[str, float]:
@@ -706,7 +703,7 @@ class SQLiteStore(Store):
             f"SELECT {_COLS_LIGHT} FROM runs WHERE status = 'running'").fetchall())
         if not rows:
             return {}
-        records = self._records(rows, {}, with_repro=False)
+        records = self._records(rows, with_repro=False)
         self._settle(list(zip(records, (row[13] for row in rows))))
         return {r.id: r.ended for r in records if r.status == "crashed"}
 
@@ -749,7 +746,11 @@ class SQLiteStore(Store):
         if not points:
             return
         cache = self._series_ids
-        missing = {p[0] for p in points if (run_id, p[0]) not in cache}
+        names = {p[0] for p in points}
+        if any(type(name) is not str for name in names):  # e.g. {0: loss}: series names are text
+            points = [(str(n), step, v, w) for n, step, v, w in points]
+            names = {p[0] for p in points}
+        missing = [name for name in names if (run_id, name) not in cache]
 
         def write(conn: sqlite3.Connection) -> dict[str, int]:
             ids = {}
@@ -760,7 +761,7 @@ class SQLiteStore(Store):
                     "INSERT OR IGNORE INTO series (run_id, name) VALUES (?, ?)", [(run_id, n) for n in missing]
                 )
                 ids = {n: i for i, n in conn.execute("SELECT id, name FROM series WHERE run_id = ?", (run_id,))}
-            lookup = {name: ids.get(name) or cache[(run_id, name)] for name in {p[0] for p in points}}
+            lookup = {name: ids.get(name) or cache[(run_id, name)] for name in names}
             # SQLite stores a bound NaN as NULL by itself: no per-point test needed
             if checked:
                 rows = [(lookup[n], int(step), float(v), float(w)) for n, step, v, w in points]
