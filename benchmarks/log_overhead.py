@@ -320,8 +320,23 @@ def amortized_overhead(args: argparse.Namespace) -> Section:
     return section
 
 
+def engine_step_overhead(args: argparse.Namespace) -> Section:
+    """The engine's step time beside a plain PyTorch loop (target: at most 5% slower)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from engine_overhead import engine_step_overhead as measure
+
+    rows = measure(epochs=6, device="cpu", repeats=3)
+    section = Section("engine step time vs a plain loop (examples/digits.py, CPU; see engine_overhead.py)",
+                      ["loop", "steps", "mean ms", "median ms", "mean +%", "median +%"])
+    for label, r in rows.items():
+        section.rows.append([label, str(r["steps"]), f"{r['mean_ms']:.3f}", f"{r['median_ms']:.3f}",
+                             f"{r['mean_overhead_%']:.1f}", f"{r['median_overhead_%']:.1f}"])
+    return section
+
+
 #: Sections run in order; add one by appending a function (args) -> Section.
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [logging_overhead, amortized_overhead]
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [logging_overhead, amortized_overhead,
+                                                           engine_step_overhead]
 
 
 # ------------------------------------------------------------------- reporting

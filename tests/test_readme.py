@@ -28,15 +28,21 @@ def test_readme_recipe_trains_from_the_cli(tmp_path, capsys):
     assert main(["show", "last", "--store", store]) == 0
 
 
-def test_readme_tracking_loop(tmp_path):
+def test_readme_tracking_loop(tmp_path, capsys):
+    import math
+
     import danlu
     from danlu.store import open_store
 
     block = next(b for b in _blocks("python") if "danlu.init" in b)
-    code = block.replace("loss = ...", "loss = 1.0 / (step + 1)").replace("range(1000)", "range(50)")
+    code = block.replace("range(1000)", "range(60)")
     code = code.replace('name="my-loop")', f'name="my-loop", store=r"{tmp_path / "s"}")')
+    assert code != block
     exec(compile(code, "README.md", "exec"), {"danlu": danlu})
     store = open_store(tmp_path / "s")
     run = store.get_run("my-loop")
     steps, values = store.read_series(run.id, "train/loss")
-    assert run.status == "finished" and len(steps) == 50 and values[0] == 1.0
+    assert run.status == "finished" and len(steps) == 60 and all(map(math.isfinite, values))
+    assert "grad_norm/total" in store.series_names(run.id)  # danlu.watch logged into the run
+    assert main(["diagnose", "my-loop", "--store", str(tmp_path / "s")]) in (0, 1)
+    assert "diagnosis" in capsys.readouterr().out.lower()

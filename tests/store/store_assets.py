@@ -51,7 +51,10 @@ def build(folder: Path) -> Path:
     spec = EXPECTED["baseline"]
     base = store.create_run(name="baseline", kind=spec["kind"], recipe=spec["recipe"], config=spec["config"],
                             note=spec["note"], tags=spec["tags"], command="danlu train examples/digits.py")
-    store.log_points(base.id, [("train/loss", s, loss_at(s), 1.7e9 + s) for s in range(100)])
+    # written as a resumed run writes it (since v2: two chunks, the second replacing steps
+    # 70-79 of the first); what reads back is loss_at for every step, in any version
+    store.log_points(base.id, [("train/loss", s, loss_at(s) if s < 70 else -1.0, 1.7e9 + s) for s in range(80)])
+    store.log_points(base.id, [("train/loss", s, loss_at(s), 1.8e9 + s) for s in range(70, 100)])
     store.log_points(base.id, [("val/loss", s, 1.0 / (1 + s), 1.7e9 + s) for s in range(0, 100, 10)])
     store.save_report(base.id, "doctor", {"kind": "doctor", "findings": [{"id": "S1", "status": "pass"}]})
     store.update_run(base.id, status="finished", summary=spec["summary"], repro=spec["repro"],

@@ -205,11 +205,56 @@ class TestPoints:
         got = [struct.pack("<d", v) for v in values[1:]]
         assert got == [struct.pack("<d", v) for v in specials[1:]]  # bit for bit
 
-    def test_negative_zero_reads_back_as_zero(self, store: Store):
-        # documented limit: SQLite keeps no sign on a zero REAL; -0.0 == 0.0 numerically
+    def test_negative_zero_keeps_its_sign(self, store: Store):
         run = store.create_run()
-        store.log_points(run.id, _points("v", [-0.0]))
-        assert store.read_series(run.id, "v")[1].tolist() == [0.0]
+        store.log_points(run.id, _points("v", [-0.0, 0.0]))
+        assert [math.copysign(1.0, v) for v in store.read_series(run.id, "v")[1]] == [-1.0, 1.0]
+
+    def test_a_resumed_run_rewrites_the_steps_it_redoes(self, store: Store):
+        """Writes 0..99 in batches, then "resumes" from step 60 with new values: every
+        read, bounded or not, sees the newest value of each step, sorted, once."""
+        run = store.create_run()
+        for lo in range(0, 100, 10):
+            store.log_points(run.id, _points("loss", [float(s) for s in range(lo, lo + 10)], start=lo))
+        for lo in range(60, 130, 7):  # batches that straddle the old ones
+            store.log_points(run.id, _points("loss", [-float(s) for s in range(lo, min(lo + 7, 130))], start=lo))
+        expected = {s: (float(s) if s < 60 else -float(s)) for s in range(130)}
+        steps, values = store.read_series(run.id, "loss")
+        assert steps.tolist() == list(range(130)) and values.tolist() == [expected[s] for s in range(130)]
+        for start, end in [(None, 59), (55, 65), (60, 60), (61, None), (125, 500), (200, None), (-5, 3)]:
+            steps, values = store.read_series(run.id, "loss", start, end)
+            want = [s for s in range(130) if (start is None or s >= start) and (end is None or s <= end)]
+            assert steps.tolist() == want, (start, end)
+            assert values.tolist() == [expected[s] for s in want], (start, end)
+
+    def test_many_small_writes_read_back_whole_and_in_order(self, store: Store):
+        """A slow loop: one point per write, with rewinds, for several times the number of
+        writes after which small pieces are merged; nothing is lost or reordered."""
+        run = store.create_run()
+        expected: dict[int, float] = {}
+        rng = np.random.default_rng(3)
+        step = 0
+        for i in range(700):
+            if i % 150 == 149:
+                step -= 40  # a resume rewrites the last 40 steps
+            value = float(rng.standard_normal())
+            store.log_points(run.id, [("slow", step, value, 1.0 + i), ("other", i, float(i), 1.0)])
+            expected[step] = value
+            step += 1
+        steps, values = store.read_series(run.id, "slow")
+        assert steps.tolist() == sorted(expected)
+        assert values.tolist() == [expected[s] for s in sorted(expected)]
+        assert store.read_series(run.id, "other")[0].tolist() == list(range(700))
+        steps, values = store.read_series(run.id, "slow", 100, 140)
+        assert steps.tolist() == list(range(100, 141)) and values.tolist() == [expected[s] for s in range(100, 141)]
+
+    def test_read_arrays_are_independent_copies(self, store: Store):
+        run = store.create_run()
+        store.log_points(run.id, _points("v", [1.0, 2.0]))
+        steps, values = store.read_series(run.id, "v")
+        values[0] = 99.0  # callers may modify what they get (the dashboard downsamples in place)
+        steps[0] = 7
+        assert store.read_series(run.id, "v")[1].tolist() == [1.0, 2.0]
 
     def test_series_are_per_run(self, store: Store):
         a, b = store.create_run(), store.create_run()

@@ -7,9 +7,11 @@ import hashlib
 import math
 import shutil
 import sqlite3
+import struct
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import danlu.store.sqlite as sqlite_backend
@@ -178,31 +180,109 @@ def test_every_committed_store_version_opens_with_its_contents(tmp_path, version
     conn.close()
 
 
+def _v1_points(db: Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """(run name, series) -> [(step, value)] read from a v1 file with plain sqlite3, the
+    way v1 stored them (one row per point, NULL meaning NaN)."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT runs.name, series.name, points.step, points.value FROM points "
+        "JOIN series ON series.id = points.series_id JOIN runs ON runs.id = series.run_id "
+        "ORDER BY runs.name, series.name, points.step").fetchall()
+    conn.close()
+    out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for run, series, step, value in rows:
+        out.setdefault((run, series), []).append((step, math.nan if value is None else value))
+    return out
+
+
+def test_the_v1_asset_migrates_to_chunks_with_every_point(tmp_path):
+    """v1 -> v2 (points table -> chunks): same runs, series and values, bit for bit."""
+    expected = _v1_points(ASSETS / "store-v1" / "danlu.db")
+    assert len(expected) == 3 and sum(map(len, expected.values())) == 111  # what the asset holds
+    conn = sqlite3.connect(ASSETS / "store-v1" / "danlu.db")
+    runs_before = conn.execute("SELECT id, name, status FROM runs ORDER BY id").fetchall()
+    conn.close()
+    folder = _copy_asset(1, tmp_path)
+    with open_store(folder) as store:
+        assert sorted((r.id, r.name) for r in store.list_runs()) == [(i, n) for i, n, _ in runs_before]
+        for (run_name, series), points in expected.items():
+            run = store.get_run(run_name)
+            assert series in store.series_names(run.id)
+            steps, values = store.read_series(run.id, series)
+            assert steps.tolist() == [s for s, _ in points]
+            assert [struct.pack("<d", v) for v in values.tolist()] == [struct.pack("<d", v) for _, v in points]
+    conn = sqlite3.connect(folder / "danlu.db")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "points" not in tables and "chunks" in tables
+    assert conn.execute("SELECT count(*), sum(n) FROM chunks").fetchone() == (3, 111)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+    backup = sqlite3.connect(folder / "danlu.v1.bak.db")  # the untouched v1 copy
+    assert backup.execute("SELECT count(*) FROM points").fetchone()[0] == 111
+    backup.close()
+
+
+def test_a_big_v1_series_is_migrated_in_bounded_chunks(tmp_path, monkeypatch):
+    """A v1 series longer than a chunk is split at MAX_CHUNK, in step order, values exact."""
+    monkeypatch.setattr(sqlite_backend, "MAX_CHUNK", 1000)
+    folder = _copy_asset(1, tmp_path)
+    conn = sqlite3.connect(folder / "danlu.db")
+    series_id = conn.execute("SELECT id FROM series WHERE name = 'x'").fetchone()[0]
+    rng = np.random.default_rng(1)
+    steps = rng.permutation(np.arange(1, 2501))  # inserted out of order, stored by key
+    values = rng.standard_normal(2500)
+    values[::7] = np.nan
+    conn.executemany("INSERT INTO points VALUES (?, ?, ?, ?)",
+                     [(series_id, int(s), None if math.isnan(v) else float(v), 1.7e9)
+                      for s, v in zip(steps, values)])
+    conn.commit()
+    conn.close()
+    expected = _v1_points(folder / "danlu.db")[("probe", "x")]
+    with open_store(folder) as store:
+        got_steps, got_values = store.read_series(store.get_run("probe").id, "x")
+        assert got_steps.tolist() == [s for s, _ in expected] == list(range(2501))
+        assert np.array_equal(got_values, np.array([v for _, v in expected]), equal_nan=True)
+        assert store.read_series(store.get_run("probe").id, "x", 999, 1001)[0].tolist() == [999, 1000, 1001]
+    conn = sqlite3.connect(folder / "danlu.db")
+    assert conn.execute("SELECT n FROM chunks WHERE series_id = ? ORDER BY id", (series_id,)).fetchall() == [
+        (1000,), (1000,), (501,)]
+    conn.close()
+
+
+def _planted_next_version(monkeypatch, step) -> int:
+    """Pretend this danlu writes one schema version more, reached by ``step``."""
+    current = sqlite_backend.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(sqlite_backend.MIGRATIONS, current, step)
+    return current
+
+
 def test_an_older_store_is_backed_up_and_migrated_step_by_step(tmp_path, monkeypatch):
-    """The migration machinery, exercised with a planted v2 on top of the real v1 asset."""
+    """The migration machinery, with a planted next version on top of the real chain
+    from the oldest asset (v1): every real step runs, then the planted one, once."""
     calls = []
 
-    def v1_to_v2(conn):
+    def planted(conn):
         calls.append(1)
         conn.execute("ALTER TABLE runs ADD COLUMN colour TEXT DEFAULT 'blue'")
 
-    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(sqlite_backend.MIGRATIONS, 1, v1_to_v2)
+    current = _planted_next_version(monkeypatch, planted)
     folder = _copy_asset(1, tmp_path)
-    original = (folder / "danlu.db").read_bytes()
     with open_store(folder) as store:
-        assert store.get_run("baseline").status == "finished"
-    open_store(folder).close()  # a second open finds v2: nothing more to do
+        base = store.get_run("baseline")
+        assert base.status == "finished"
+        assert store.read_series(base.id, "train/loss")[0].tolist() == list(range(100))
+    open_store(folder).close()  # a second open finds the newest version: nothing more to do
     assert calls == [1]
     conn = sqlite3.connect(folder / "danlu.db")
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(current + 1)
     assert conn.execute("SELECT DISTINCT colour FROM runs").fetchall() == [("blue",)]
     conn.close()
     backup = sqlite3.connect(folder / "danlu.v1.bak.db")
     assert backup.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
     assert backup.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
     backup.close()
-    assert len(original) > 0
 
 
 def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path, monkeypatch):
@@ -210,25 +290,51 @@ def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path, monkeypatch):
         conn.execute("ALTER TABLE runs ADD COLUMN half TEXT")
         raise RuntimeError("planted failure half-way")
 
-    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 2)
     monkeypatch.setitem(sqlite_backend.MIGRATIONS, 1, broken)
     folder = _copy_asset(1, tmp_path)
+    before = sqlite3.connect(folder / "danlu.db")
+    schema_before = before.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    before.close()
     with pytest.raises(StoreError, match=r"from schema version 1 to 2 failed.*planted.*left as it was"):
         open_store(folder)
-    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 1)
-    with open_store(folder) as store:  # still a good v1 store
-        assert store.get_run("baseline").status == "finished"
     conn = sqlite3.connect(folder / "danlu.db")
-    columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+    assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema_before
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert conn.execute("SELECT count(*) FROM points").fetchone()[0] == 111
     conn.close()
-    assert "half" not in columns
+    monkeypatch.undo()  # the real migration now runs, from the untouched v1 store
+    with open_store(folder) as store:
+        base = store.get_run("baseline")
+        assert base.status == "finished"
+        assert store.read_series(base.id, "train/loss")[0].tolist() == list(range(100))
+
+
+def test_a_failing_real_migration_rolls_back_half_made_chunks(tmp_path, monkeypatch):
+    """The real v1 -> v2 step failing after it created chunks leaves a v1 store."""
+    real = sqlite_backend._chunk_rows
+    made = []
+
+    def fail_on_second_series(series_id, *columns):
+        made.append(series_id)
+        if len(made) == 2:
+            raise RuntimeError("planted failure in the second series")
+        return real(series_id, *columns)
+
+    monkeypatch.setattr(sqlite_backend, "_chunk_rows", fail_on_second_series)
+    folder = _copy_asset(1, tmp_path)
+    with pytest.raises(StoreError, match=r"from schema version 1 to 2 failed.*second series.*left as it was"):
+        open_store(folder)
+    conn = sqlite3.connect(folder / "danlu.db")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "chunks" not in tables and conn.execute("SELECT count(*) FROM points").fetchone()[0] == 111
+    conn.close()
 
 
 def test_a_missing_migration_step_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 3)
-    monkeypatch.setitem(sqlite_backend.MIGRATIONS, 1, lambda conn: None)
+    current = _planted_next_version(monkeypatch, lambda conn: None)
+    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", current + 2)
     folder = _copy_asset(1, tmp_path)
-    with pytest.raises(StoreError, match="from schema version 2 to 3"):
+    with pytest.raises(StoreError, match=f"from schema version {current + 1} to {current + 2}"):
         open_store(folder)
 
 

@@ -5,8 +5,9 @@ Contract for implementations (compare optuna/storages/_base.py):
   from several threads of one process; no method raises "database is locked" under
   8 concurrent writers.
 - Points are keyed by (run, series, step); logging a step again replaces its value
-  (so a resumed run rewrites the steps it redoes). Values are floats and come back
-  exactly, NaN and +-Inf included (only -0.0 may read back as 0.0).
+  (so a resumed run rewrites the steps it redoes; within one write, the later point of
+  a step wins). Values are floats and come back exactly, NaN and +-Inf included (a
+  backend may read -0.0 back as 0.0; SQLiteStore keeps the sign).
 - Readers never need a writer to be alive: a run whose process died is reported, and
   persisted, with status "crashed" when it is next read (see ``is_crashed`` for the
   exact rule). The owner of a running run keeps it alive with ``heartbeat`` at least
@@ -30,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from danlu.errors import StoreError
 
@@ -289,6 +290,22 @@ class Store(abc.ABC):
         ``checked=False`` promises Python ints for steps and Python floats for values and
         times (BatchedWriter converts at log time), so per-point conversion is skipped.
         """
+
+    def log_columns(self, run_id: str, columns: Mapping[str, tuple[Any, Any, Any]]) -> None:
+        """Write points given per series, ``{name: (steps, values, walls)}`` of equal
+        lengths (int64 / float64 / float64 arrays or sequences), in one transaction, with
+        ``log_points``' semantics (within a series, later points of a step win).
+
+        ``BatchedWriter`` hands its batches over this way: a backend that stores columns
+        (SQLiteStore) skips making and unpacking one tuple per point. This default
+        builds the tuples and calls ``log_points``.
+        """
+        points = [
+            (name, int(step), float(value), float(wall))
+            for name, (steps, values, walls) in columns.items()
+            for step, value, wall in zip(steps, values, walls)
+        ]
+        self.log_points(run_id, points)
 
     @abc.abstractmethod
     def series_names(self, run_id: str) -> list[str]:
