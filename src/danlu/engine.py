@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import torch
 from torch.utils.data import Subset
 
+from danlu.device import resolve_device, to_device
 from danlu.recipe import Recipe, recipe_source
 from danlu.repro import rng_state, seed_everything, set_rng_state
 from danlu.store.base import Store
@@ -99,30 +100,6 @@ class _Callbacks:
             hook = getattr(cb, event, None)
             if hook is not None:
                 hook(state)
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """'auto'/None -> CUDA when available, else CPU; anything else as given."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from danlu.errors import DanluError
-
-        raise DanluError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu.")
-    return dev
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move tensors in a (nested) batch to the device."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        moved = [to_device(b, device) for b in batch]
-        return type(batch)(moved) if not hasattr(batch, "_fields") else type(batch)(*moved)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 @torch.no_grad()

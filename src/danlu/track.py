@@ -24,7 +24,7 @@ from danlu.report import Report
 from danlu.store import open_store
 from danlu.store.base import RunRecord, Store
 
-__all__ = ["Run", "init", "open_run", "reopen_run", "current_run"]
+__all__ = ["Run", "init", "open_run", "reopen_run", "current_run", "attach_report"]
 
 _LIVE: "weakref.WeakSet[Run]" = weakref.WeakSet()
 
@@ -165,6 +165,20 @@ def init(
     except Exception as exc:  # capture must never stop a user's training
         run.store.update_run(run.id, repro={"error": f"capture failed: {exc!r}"})
     return run
+
+
+def attach_report(store: Store, run_id: str, report: Report, image_root: str | os.PathLike | None = None) -> int:
+    """Store a report with a run, copying its images (paths relative to image_root) into the run's folder."""
+    import shutil
+
+    folder = store.run_dir(run_id)
+    if image_root is not None:
+        for rel in report.images:
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(image_root) / rel, target)
+    report.meta["run_id"] = run_id
+    return store.save_report(run_id, report.kind, report.to_dict())
 
 
 def current_run() -> Run | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from danlu.recipe import Recipe
 from danlu.report import Report
 from danlu.store.base import Store
+from danlu.track import attach_report
 
 __all__ = ["save_audit"]
 
@@ -39,14 +39,7 @@ def save_audit(
         created = True
     else:
         created = False
-    folder = store.run_dir(run_id)
-    if image_root is not None:
-        for rel in report.images:
-            target = folder / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(image_root) / rel, target)
-    report.meta["run_id"] = run_id
-    store.save_report(run_id, "audit", report.to_dict())
+    attach_report(store, run_id, report, image_root)
     if created:
         store.update_run(run_id, status="finished", ended=time.time(),
                          summary={"audit": report.status, **{k: v for k, v in report.counts().items() if v}})

@@ -31,6 +31,7 @@ from torch.utils.data import Subset
 
 from danlu.audit.base import AuditContext, Check, CheckResult, register
 from danlu.audit.scan import describe_error
+from danlu.device import to_device
 from danlu.report import Finding
 
 __all__ = ["Timing", "fit_line", "format_seconds", "to_device"]
@@ -58,17 +59,6 @@ def format_seconds(s: float) -> str:
     if s < 7200:
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.1f} h"
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move tensors in a (nested) batch to a device."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def _batch_size(batch: Any) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +56,6 @@ def load_run(store: Store, ref: str, device: str | torch.device = "cpu") -> Load
 
 def save_cases(store: Store, run_id: str, report: Report, image_root: str | Path | None) -> int:
     """Copy the report's images into the run's folder and store the report with the run; return its id."""
-    folder = store.run_dir(run_id)
-    if image_root is not None:
-        for rel in report.images:
-            target = folder / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(image_root) / rel, target)
-    report.meta["run_id"] = run_id
-    return store.save_report(run_id, "cases", report.to_dict())
+    from danlu.track import attach_report
+
+    return attach_report(store, run_id, report, image_root)

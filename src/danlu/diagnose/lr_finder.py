@@ -238,7 +238,7 @@ def lr_range_test(
     if not (0 < start < end) or steps < 10:
         raise DanluError(f"LR range test needs 0 < start < end and steps >= 10 (got start={start}, "
                          f"end={end}, steps={steps}); e.g. start=1e-7 end=10 steps=100.")
-    from danlu.engine import resolve_device, to_device
+    from danlu.device import resolve_device, to_device
 
     saved = _Restore(model, optimizer)
     try:

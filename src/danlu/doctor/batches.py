@@ -12,21 +12,10 @@ from typing import Any
 
 import torch
 
+from danlu.device import to_device
 from danlu.doctor.base import SkipCheck
 
 __all__ = ["to_device", "split", "with_inputs", "batch_size_of", "leaves", "fingerprint"]
-
-
-def to_device(batch: Any, device: torch.device | str) -> Any:
-    """Move every tensor in a nested batch (tuples, lists, dicts) to a device."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, (list, tuple)):
-        moved = [to_device(b, device) for b in batch]
-        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def split(batch: Any) -> tuple[torch.Tensor, Any]:

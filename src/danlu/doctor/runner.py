@@ -31,6 +31,7 @@ from danlu.doctor.base import (
     user_frame,
 )
 from danlu.doctor.context import Context
+from danlu.device import resolve_device
 from danlu.recipe import Recipe, recipe_source
 from danlu.report import Finding, Report
 
@@ -110,7 +111,7 @@ def run_checks(
     merged = {**recipe_settings(recipe), **dict(settings or {})}
     classes = select(only, skip)
     checks = configure(classes, merged)
-    ctx = Context(recipe, _resolve_device(device))
+    ctx = Context(recipe, resolve_device(device))
     ctx.gates = {c.id for c in checks if c.gates}
     started = time.perf_counter()
     findings: list[Finding] = []
@@ -151,17 +152,6 @@ def run_checks(
         except Exception as exc:  # pragma: no cover - a fingerprint must not lose the report
             meta["data"] = {"error": f"{type(exc).__name__}: {exc}"}
     return Report(kind="check", title=f"check {type(recipe).__name__}", findings=findings, meta=meta)
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from danlu.errors import DanluError
-
-        raise DanluError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu.")
-    return dev
 
 
 class _Progress:
