@@ -65,12 +65,15 @@ class Report:
 
     @property
     def status(self) -> str:
-        """The worst status among the findings ('pass' when there are none)."""
-        worst = "pass"
-        for f in self.findings:
-            if STATUS_ORDER.get(f.status, 0) > STATUS_ORDER[worst]:
-                worst = f.status
-        return worst
+        """fail or warn when any finding says so; skip only when every finding was skipped
+        (one skipped check does not make a report of passes look skipped); else pass."""
+        present = {f.status for f in self.findings}
+        for status in ("fail", "warn"):
+            if status in present:
+                return status
+        if present and present <= {"skip"}:
+            return "skip"
+        return "pass"
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUS_ORDER}

@@ -145,6 +145,17 @@ class TestGetRun:
         assert store.get_run(prefix).id == a.id
         assert store.get_run(prefix.upper()).id == a.id
 
+    def test_last_is_the_newest_training_run(self, store: Store):
+        # `danlu train ...; danlu audit ...; danlu cases last` must mean the trained run.
+        only = store.create_run(name="audit-first", kind="audit")
+        assert store.get_run("last").id == only.id  # no training run yet: the newest of any kind
+        trained = store.create_run(name="trained", kind="train")
+        store.create_run(name="checked", kind="check")
+        store.create_run(name="audited", kind="audit")
+        assert store.get_run("last").id == trained.id
+        own_loop = store.create_run(name="own-loop", kind="init")
+        assert store.get_run("last").id == own_loop.id
+
     def test_exact_name_wins_over_an_id_prefix(self, store: Store):
         a = store.create_run()
         b = store.create_run(name=a.id[:4])

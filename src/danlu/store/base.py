@@ -191,6 +191,9 @@ def make_run_name(rng: random.Random | None = None) -> str:
 
 
 _RESERVED_NAMES = {"last"}
+
+#: Kinds of run that train a model; "last" means the newest of these when there is one.
+TRAINING_KINDS = ("train", "init")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -249,7 +252,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_run(self, ref: str) -> RunRecord:
-        """Resolve "last" (newest created), an exact id, an exact name, or a unique id
+        """Resolve "last" (the newest training run, else the newest run), an exact id, an exact name, or a unique id
         prefix, in that order; raise RunNotFound otherwise (ambiguous prefixes list the
         candidates)."""
 

@@ -66,6 +66,7 @@ import numpy as np
 
 from danlu.errors import RunNotFound, StoreError
 from danlu.store.base import (
+    TRAINING_KINDS,
     RUN_STATUSES,
     ReportRecord,
     RunRecord,
@@ -707,7 +708,11 @@ class SQLiteStore(Store):
     def _resolve(self, conn: sqlite3.Connection, text: str) -> tuple:
         select = f"SELECT {_COLS_FULL} FROM runs"
         if text.lower() == "last":
-            row = conn.execute(f"{select} ORDER BY created DESC, rowid DESC LIMIT 1").fetchone()
+            # The newest training run (engine or danlu.init), as `danlu runs` lists them; a check,
+            # audit or LR-finder run made after it does not take its place. Else the newest run.
+            row = conn.execute(f"{select} WHERE kind IN {TRAINING_KINDS!r} ORDER BY created DESC, rowid DESC LIMIT 1"
+                               ).fetchone() or conn.execute(
+                f"{select} ORDER BY created DESC, rowid DESC LIMIT 1").fetchone()
             if row is None:
                 raise RunNotFound(
                     f"the store at {self.root} has no runs yet, so there is no 'last' run; start one "
