@@ -92,3 +92,23 @@ def test_console_script_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "danlu.cli", "runs", "--store", str(tmp_path / "s")],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "No runs yet" in proc.stdout
+
+
+def test_failure_in_training_is_one_clear_screen_and_the_run_is_kept(tmp_path, capsys):
+    recipe = tmp_path / "badlabels.py"
+    recipe.write_text(
+        "import torch\nfrom torch import nn\nfrom torch.utils.data import TensorDataset\nimport danlu\n\n"
+        "class Bad(danlu.Recipe):\n    epochs: int = 1\n"
+        "    def data(self):\n"
+        "        x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))\n"
+        "        y[7] = 5  # out of range for 3 outputs (D6)\n"
+        "        return TensorDataset(x[:32], y[:32]), TensorDataset(x[32:], y[32:])\n"
+        "    def model(self):\n        return nn.Linear(4, 3)\n"
+    )
+    s = ["--store", str(tmp_path / "s")]
+    assert main(["train", str(recipe), "--quiet", "--name", "bad", *s]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "training failed: IndexError" in err and "recipe.py" in err and "danlu check" in err
+    assert "Traceback" not in err
+    assert main(["show", "bad", "--json", *s]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "failed"

@@ -59,7 +59,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise DanluError("Give a recipe file (danlu train path.py) or --resume RUN.")
         recipe = load_recipe(args.recipe, parse_overrides(args.overrides))
         resume = None
-    result = run_training(recipe, store, args, resume=resume)
+    try:
+        result = run_training(recipe, store, args, resume=resume)
+    except DanluError:
+        raise
+    except Exception as exc:  # the user's code (or data) failed mid-training: say where, keep the run
+        _report_training_error(store, exc, args.recipe or "RECIPE")
+        return 1
     if args.json:
         print_json(result.__dict__)
     else:
@@ -89,6 +95,30 @@ def run_training(recipe, store, args, resume=None, callbacks=()):
         progress=not getattr(args, "quiet", False),
         max_steps=getattr(args, "max_steps", None),
     )
+
+
+def _report_training_error(store, exc: Exception, recipe_arg: str) -> None:
+    """One screen: what failed, where (the last frame outside torch and danlu), the run, the fix."""
+    import traceback
+
+    from pathlib import Path
+
+    import danlu
+
+    ours = str(Path(danlu.__file__).resolve().parent)
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "site-packages" not in f.filename and not f.filename.startswith(ours)]
+    danlu_frames = [f for f in frames if f.filename.startswith(ours)]
+    where = (user or danlu_frames or frames or [None])[-1]
+    run = store.list_runs(limit=1)
+    err_console.print(f"[bold red]error:[/] training failed: {escape(type(exc).__name__)}: {escape(str(exc))}")
+    if where is not None:
+        err_console.print(f"  at {escape(where.filename)}:{where.lineno} in {escape(where.name)}"
+                          + (f": {escape(where.line)}" if where.line else ""))
+    if run and run[0].status == "failed":
+        err_console.print(f"  run {escape(run[0].name)} ({run[0].id}) is kept with status failed and its curves so far")
+    err_console.print(f"  fix: run [bold]danlu check {escape(recipe_arg)}[/] (data interface, labels, NaN, shapes) "
+                      f"and [bold]danlu audit {escape(recipe_arg)}[/] to find the cause")
 
 
 def _live_diagnosis(stop_on: str):
