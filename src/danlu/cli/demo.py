@@ -96,6 +96,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     ref = result.name
+    try:  # a path the user can type: relative when the recipe is under the working directory
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
     store_flag = f" --store {args.store}" if args.store else ""
     nxt = Table.grid(padding=(0, 3))
     nxt.add_column(style="bold")
@@ -104,7 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         (f"danlu ui {ref}{store_flag}", "open the dashboard on this run (curves, reports, compare)"),
         (f"danlu runs{store_flag}", "the experiment table"),
         (f"danlu show {ref}{store_flag}", "hyperparameters, reproducibility record, curves, reports"),
-        (f"danlu train {path} lr=1e-3 -m 'lower lr'{store_flag}", "a second run to compare"),
+        (f"danlu train {shown} lr=1e-3 -m 'lower lr'{store_flag}", "a second run to compare"),
         (f"danlu diff {ref} last{store_flag}", "what changed between two runs"),
         (f"danlu reproduce {ref}{store_flag}", "re-run from the code snapshot, compare point by point"),
     ]:
