@@ -1,0 +1,27 @@
+"""`danlu demo`, the main job: audit, check, train, diagnose, case study, and what to do next."""
+
+from __future__ import annotations
+
+import pytest
+
+from danlu.cli import main
+from danlu.store import open_store
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_stores_its_reports(tmp_path, capsys):
+    store_dir = tmp_path / "s"
+    assert main(["demo", "--quiet", "--store", str(store_dir)]) == 0
+    out = capsys.readouterr().out
+    for stage in ("know the data", "sanity checks", "train:", "read the curves", "study the errors", "what next"):
+        assert stage in out
+    store = open_store(store_dir)
+    kinds = {r.kind for r in store.list_runs()}
+    assert {"audit", "check", "train"} <= kinds
+    trained = store.get_run("last")
+    assert trained.kind == "train" and trained.summary["best_val_acc"] >= 0.95
+    reports = {r.kind for r in store.list_reports(run_id=trained.id)}
+    assert {"diagnosis", "cases"} <= reports
+    check = next(r for r in store.list_runs(kind="check"))
+    assert check.summary["check"] == "pass"  # the demo recipe is clean: no warn, no fail
+    assert f"danlu ui {trained.name}" in out
