@@ -51,7 +51,8 @@ def test_importance_ranks_the_one_that_matters_first():
 
 
 def test_hypersensitivity_warns_when_everything_matters_and_only_then():
-    planted = A.comparable(_trials(everything), min_complete=8)
+    # 48 trials: enough for every planted effect to be significant on its own (H5_MAX_P).
+    planted = A.comparable(_trials(everything, n=48), min_complete=8)
     imps = A.importance(planted, SPACE)
     assert all(i.matters for i in imps)
     assert A.hypersensitivity(imps, A.relative_spread([p.value for p in planted.points]))
@@ -66,6 +67,24 @@ def test_a_flat_objective_is_neither_important_nor_hypersensitive():
     assert spread < A.MIN_SPREAD
     assert "hardly moves" in A.verdict(imps, spread)
     assert not A.hypersensitivity(imps, spread)
+
+
+def test_shares_spread_by_stalled_trials_are_not_hypersensitivity():
+    # Healthy: only a matters, but a fifth of the trials stall at chance level whatever b and c
+    # are (as real explorations do). fANOVA then hands b and c shares over the threshold on
+    # 9 of these 12 seeds; H5 must stay quiet because neither moves the objective significantly.
+    def healthy(p, rng):
+        stuck = 2.0 if rng.random() < 0.2 else 0.0
+        return 1.0 + 3 * (p["a"] - 0.3) ** 2 + stuck
+
+    spread_by_noise = 0
+    for seed in range(12):
+        comp = A.comparable(_trials(healthy, n=48, seed=seed), min_complete=8)
+        imps = A.importance(comp, SPACE)
+        spread_by_noise += all(i.matters for i in imps)
+        assert not A.hypersensitivity(imps, A.relative_spread([p.value for p in comp.points]),
+                                      n_points=len(comp.points)), seed
+    assert spread_by_noise >= 6  # the trap is real: shares alone would have warned
 
 
 def test_two_hyperparameters_are_not_hypersensitivity():
@@ -129,4 +148,7 @@ def test_too_few_trials_give_a_ranking_not_a_verdict_nor_an_h5_warning():
     spread = A.relative_spread([p.value for p in comp.points])
     assert not A.hypersensitivity(imps, spread, n_points=len(comp.points))
     assert "too few to say which do not matter" in A.verdict(imps, spread, len(comp.points))
-    assert A.hypersensitivity(imps, spread)  # the same shares with enough points would warn
+    # What stops it is the count of trials: the same importances with enough points warn.
+    strong = [A.Importance(i.name, i.share, i.raw, True, p=0.001) for i in imps]
+    assert not A.hypersensitivity(strong, spread, n_points=len(comp.points))
+    assert A.hypersensitivity(strong, spread, n_points=A.POINTS_PER_PARAM * len(strong))
