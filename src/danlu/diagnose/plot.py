@@ -122,12 +122,17 @@ def save_lr_png(points: dict, suggestion: float | None, fastest: tuple[float, fl
         ax.set_ylabel("training loss")
         ax.set_title("LR range test")
         ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    """Lay out and write a figure as PNG, creating its folder; return the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     return path
 
 
@@ -158,10 +163,6 @@ def save_curves_png(curves, report, path: str | Path):
         ax.set_ylabel("loss")
         ax.set_title(f"diagnosis: {report.meta.get('regime')}")
         ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save_figure(fig, path)
     finally:
         plt.close(fig)
-    return path
