@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from danlu.audit.inputs import hash_rows
-from danlu.audit.runner import NEAR_MAX
-from danlu.audit.scan import scan_split
+from danlu.checks.audit.inputs import hash_rows
+from danlu.checks.audit.runner import NEAR_MAX
+from danlu.checks.audit.scan import scan_split
 
 
 class ItemDataset(Dataset):

@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from danlu.diagnose import lr_range_test  # noqa: E402
+from danlu.lr import lr_range_test  # noqa: E402
 from danlu.engine import fit  # noqa: E402
 from danlu.recipe import load_recipe  # noqa: E402
 

@@ -26,14 +26,14 @@ _EXPORTS = {
     "RunNotFound": "danlu.errors",
     "init": "danlu.track",
     "Run": "danlu.track",
-    "watch": "danlu.doctor.watch",
+    "watch": "danlu.watcher",
     "fit": "danlu.engine",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from danlu.doctor.watch import watch
+    from danlu.watcher import watch
     from danlu.engine import fit
     from danlu.errors import DanluError, HyperparameterError, RecipeError, RunNotFound, StoreError
     from danlu.recipe import Recipe, load_recipe, load_recipe_class

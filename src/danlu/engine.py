@@ -365,7 +365,7 @@ def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run:
 
 def _baseline_loss(train, task: str) -> float | None:
     """Majority-class (or mean-predictor) loss from up to 2,000 training targets; RNG untouched."""
-    from danlu.diagnose.baseline import baseline_loss, dataset_targets
+    from danlu.curves.baseline import baseline_loss, dataset_targets
 
     saved = rng_state()
     try:

@@ -88,8 +88,8 @@ def audit_and_save(store, recipe, *, limit: int | None = None, only: list[str] |
     Without run_id the audit becomes a run of kind "audit"; with one it is attached to
     that run. store=None audits without saving (the images are then discarded).
     """
-    from danlu.audit import audit
-    from danlu.audit.save import save_audit
+    from danlu.checks.audit import audit
+    from danlu.checks.audit.save import save_audit
 
     with tempfile.TemporaryDirectory(prefix="danlu-audit-") as tmp:
         report = audit(recipe, limit=limit, progress=progress, out_dir=tmp, only=only)

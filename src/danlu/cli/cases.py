@@ -59,8 +59,8 @@ def cases_and_save(store, refs: list[str], *, top: int = 10, device: str | None 
     """Case study of the runs `refs` (several: with the C4 ensemble), stored with the first run; returns the Report."""
     import torch
 
-    from danlu.cases.runs import load_run, save_cases
-    from danlu.cases.study import build_report, predict_with_progress
+    from danlu.evaluation.runs import load_run, save_cases
+    from danlu.evaluation.case_study import build_report, predict_with_progress
     from danlu.errors import DanluError
 
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")

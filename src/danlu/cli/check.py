@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from danlu.doctor.base import parse_settings
-    from danlu.doctor.runner import run_checks, save_report
+    from danlu.checks.doctor.base import parse_settings
+    from danlu.checks.doctor.runner import run_checks, save_report
     from danlu.recipe import load_recipe, parse_overrides
 
     recipe = load_recipe(args.recipe, parse_overrides(args.overrides))

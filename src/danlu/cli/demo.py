@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_report(audit_report)
 
     _step("2. sanity checks before the long run: overfit a batch, initial loss, gradients ... (S1-S13)")
-    from danlu.doctor.runner import run_checks, save_report
+    from danlu.checks.doctor.runner import run_checks, save_report
 
     check_report = run_checks(recipe, progress=progress)
     save_report(check_report, recipe, store)
@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_result(store, result)
 
     _step("4. read the curves: learning, overfitting, plateau, divergence ... (T2, T3, T4)")
-    from danlu.diagnose import diagnose_run
+    from danlu.curves import diagnose_run
 
     print_report(diagnose_run(store, result.run_id))
 
@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.study:
         _step("6. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
-        from danlu.study import run_demo_study
+        from danlu.tuning import run_demo_study
 
         print_report(run_demo_study(store, path, console))
 

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from danlu.diagnose.diagnosis import curves_from_store, diagnose_run
+    from danlu.curves.diagnosis import curves_from_store, diagnose_run
 
     store = open_store_from_args(args, create=False)
     report = diagnose_run(store, args.run, baseline_loss=args.baseline, save=not args.no_save,
@@ -60,7 +60,7 @@ def print_curve(curves, report, con=None) -> None:
     """A braille plot of the training loss (log10 when it spans decades), the regime's start marked."""
     import numpy as np
 
-    from danlu.diagnose.plot import terminal_plot
+    from danlu.curves.plot import terminal_plot
 
     con = con or console
     t = curves.train.finite()

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_lrs(text: str | None):
-    from danlu.diagnose.lr_finder import DEFAULT_SCAN_LRS
+    from danlu.lr import DEFAULT_SCAN_LRS
     from danlu.errors import DanluError
 
     if not text:
@@ -61,7 +61,7 @@ def parse_lrs(text: str | None):
 
 
 def cmd_lr(args: argparse.Namespace) -> int:
-    from danlu.diagnose.lr_finder import batch_scaling_finding, lr_range_test, lr_scan
+    from danlu.lr import batch_scaling_finding, lr_range_test, lr_scan
     from danlu.errors import DanluError
     from danlu.recipe import load_recipe, parse_overrides
     from danlu.report import Report
@@ -116,7 +116,7 @@ def cmd_lr(args: argparse.Namespace) -> int:
 
 
 def _print(report, store, run) -> None:
-    from danlu.diagnose.plot import terminal_plot
+    from danlu.curves.plot import terminal_plot
     from danlu.render import print_report
 
     points = report.meta.get("points")

@@ -104,9 +104,9 @@ def _name_required(args, action: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from danlu.errors import DanluError
     from danlu.recipe import parse_overrides
-    from danlu.study.executors import get_executor
-    from danlu.study.stages import parse_stages
-    from danlu.study.study import Study, new_study
+    from danlu.tuning.executors import get_executor
+    from danlu.tuning.stages import parse_stages
+    from danlu.tuning.study import Study, new_study
 
     if args.workers < 1:
         raise DanluError(f"--workers must be at least 1, got {args.workers}.")
@@ -154,7 +154,7 @@ def _print(report, args, name: str) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from danlu.report import Report
-    from danlu.study.study import Study, StudyError, StudySpec, local_storage_url
+    from danlu.tuning.study import Study, StudyError, StudySpec, local_storage_url
 
     name = _name_required(args, "show")
     store = open_store_from_args(args, create=False)
@@ -167,7 +167,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         report = Report.from_dict(stored[0].data)
     else:  # still running, stopped or crashed: analyse what the storage holds now
         study = Study.__new__(Study)
-        from danlu.study.study import open_storage
+        from danlu.tuning.study import open_storage
 
         study.store, study.spec = store, spec
         study.storage_url = spec.storage or local_storage_url(store.root)
@@ -188,8 +188,8 @@ class _ReadOnlyRun:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from danlu.errors import DanluError
-    from danlu.study.executors import get_executor
-    from danlu.study.study import join_study, local_storage_url
+    from danlu.tuning.executors import get_executor
+    from danlu.tuning.study import join_study, local_storage_url
 
     name = _name_required(args, "worker")
     store = open_store_from_args(args)

@@ -123,12 +123,12 @@ def _report_training_error(store, exc: Exception, recipe_arg: str) -> None:
 
 def _live_diagnosis(stop_on: str):
     try:
-        from danlu.diagnose.live import LiveDiagnosis
+        from danlu.curves.live import LiveDiagnosis
     except ImportError:  # the diagnosis package is optional at this layer
         if stop_on:
             from danlu.errors import DanluError
 
-            raise DanluError("--stop-on needs the curve diagnosis (danlu.diagnose), which is not available.")
+            raise DanluError("--stop-on needs the curve diagnosis (danlu.curves), which is not available.")
         return None
     regimes = {s.strip() for s in stop_on.split(",") if s.strip()}
     return LiveDiagnosis(stop_on=regimes)

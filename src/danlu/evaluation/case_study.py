@@ -1,0 +1,353 @@
+"""`case_study(recipe, model(s), dataset)`: the whole-set evaluation and the error analysis as one Report.
+
+C3 whole-set numbers against the majority (or mean) baseline; C2 per-class metrics,
+confusion matrix, worst cases, suspicious labels and slices; C4 the ensemble of several
+models against each member. Images (confusion matrix, worst-case and suspicious-label
+grids, residual histogram) go under `out_dir`/cases/ when an out_dir is given.
+
+The functions take a recipe, models and a dataset, never the store, so they can be
+used and tested without one; danlu.evaluation.runs loads runs from the store for the CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from danlu.checks.audit.inputs import as_array, input_kind, split_item, to_chw
+from danlu.checks.audit.plots import PLOTS_MISSING, plotting_available, save_histogram, save_image_grid, save_matrix
+from danlu.evaluation.ensemble import ensemble_scores
+from danlu.evaluation.worst import CONFIDENT, suspicious_labels, worst_cases
+from danlu.evaluation.metrics import confusion_matrix, majority_accuracy, per_class_metrics, residual_summary
+from danlu.evaluation.predict import Predictions, predict
+from danlu.evaluation.slices import MIN_SLICE, dataset_metadata, slices
+from danlu.recipe import Recipe
+from danlu.report import Finding, Report, Table
+
+__all__ = ["case_study", "build_report", "predict_with_progress"]
+
+_FULL_MATRIX = 12     # print the whole confusion matrix up to this many classes
+_TABLE_CLASSES = 30
+
+
+def case_study(
+    recipe: Recipe,
+    models: nn.Module | Sequence[nn.Module],
+    dataset: Dataset,
+    *,
+    names: Sequence[str] | None = None,
+    top_k: int = 10,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    device: str | torch.device | None = None,
+) -> Report:
+    """Evaluate one model (or several, for C4) on every sample of `dataset` and study the errors."""
+    models = [models] if isinstance(models, nn.Module) else list(models)
+    names = list(names) if names else ([f"model {k + 1}" for k in range(len(models))] if len(models) > 1 else ["model"])
+    preds = [predict_with_progress(recipe, m, dataset, device, progress, name) for m, name in zip(models, names)]
+    return build_report(preds, names, dataset, top_k=top_k, out_dir=out_dir)
+
+
+def predict_with_progress(recipe: Recipe, model: nn.Module, dataset: Dataset, device, progress: bool,
+                          name: str) -> Predictions:
+    """`predict` with a rich progress bar on stderr when `progress` is true."""
+    if not progress:
+        return predict(recipe, model, dataset, device=device)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from danlu.console import err_console
+
+    with Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                  console=err_console, transient=True) as prog:
+        task = prog.add_task(f"evaluating {name}", total=len(dataset))
+        return predict(recipe, model, dataset, device=device, advance=lambda n: prog.advance(task, n))
+
+
+def build_report(
+    preds: list[Predictions],
+    names: list[str],
+    dataset: Dataset,
+    *,
+    top_k: int = 10,
+    out_dir: str | Path | None = None,
+    title: str | None = None,
+) -> Report:
+    """The case-study report of preds[0] (plus C4 when there are several members)."""
+    p = preds[0]
+    for other, name in zip(preds[1:], names[1:]):
+        if len(other) != len(p) or not np.array_equal(other.targets, p.targets):
+            raise ValueError(f"{name} was evaluated on other targets than {names[0]}: an ensemble needs the same "
+                             "validation set for every member.")
+    report = Report(kind="cases", title=title or f"case study of {names[0]} on {len(p):,} validation samples")
+    out = Path(out_dir) if out_dir is not None else None
+    metadata = dataset_metadata(dataset)
+    if p.task == "classification":
+        _classification(report, p, dataset, top_k, out)
+    else:
+        _regression(report, p, dataset, top_k, out)
+    _slices(report, p, metadata)
+    if len(preds) > 1:
+        _ensemble(report, preds, names)
+    report.meta = {"task": p.task, "samples": len(p), "members": names, "top_k": top_k,
+                   "metadata_keys": sorted(metadata)}
+    return report
+
+
+# --------------------------------------------------------- classification
+def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int, out: Path | None) -> None:
+    c = p.num_classes
+    cm = confusion_matrix(p.targets, p.predicted, c)
+    m = per_class_metrics(cm)
+    majority, base = majority_accuracy(p.targets)
+    beats = m.accuracy > base + 0.01
+    report.findings.append(Finding(
+        "C3", "whole validation set", "pass" if beats else "warn",
+        f"accuracy {m.accuracy:.1%} on all {len(p):,} validation samples (majority baseline {base:.1%}, always "
+        f"class {majority}); macro F1 {m.macro_f1:.3f}; mean loss {p.losses.mean():.4g}",
+        evidence={"accuracy": m.accuracy, "macro_f1": m.macro_f1, "macro_precision": m.macro_precision,
+                  "macro_recall": m.macro_recall, "loss": float(p.losses.mean()), "samples": len(p),
+                  "majority_class": majority, "majority_baseline": base},
+        cause="" if beats else "The model does no better than always predicting the most common class.",
+        fix="" if beats else "Check the labels and the input pipeline (`danlu audit`, `danlu check`: S5 input "
+                             "dependence), then train longer or with class weights (D1).",
+    ))
+
+    present = np.flatnonzero(m.support > 0)
+    weak = [k for k in present if m.support[k] >= 5 and (m.recall[k] == 0 or m.f1[k] < 0.5 * m.macro_f1)]
+    worst_k = int(present[np.argmin(m.f1[present])]) if len(present) else 0
+    report.findings.append(Finding(
+        "C2", "per-class metrics", "warn" if weak else "info",
+        f"weakest class {worst_k}: F1 {m.f1[worst_k]:.3f} (precision {m.precision[worst_k]:.3f}, recall "
+        f"{m.recall[worst_k]:.3f}, {m.support[worst_k]} samples); F1 ranges {m.f1[present].min():.3f}-"
+        f"{m.f1[present].max():.3f}" + (f"; {len(weak)} class(es) far below the others: {weak[:10]}" if weak else ""),
+        evidence={"precision": m.precision.tolist(), "recall": m.recall.tolist(), "f1": m.f1.tolist(),
+                  "support": m.support.tolist(), "weak_classes": [int(k) for k in weak]},
+        cause="Some classes are rarely or never recognised." if weak else "",
+        fix="Look at those classes' worst cases and confusions; weight or resample them (D1, D7); get more "
+            "examples of them." if weak else "",
+    ))
+    order = sorted(range(c), key=lambda k: (m.support[k] == 0, m.f1[k], k))[:_TABLE_CLASSES]
+    report.tables.append(Table("C2 per-class metrics (weakest first)",
+                               ["class", "support", "precision", "recall", "F1"],
+                               [[k, int(m.support[k]), float(m.precision[k]), float(m.recall[k]), float(m.f1[k])]
+                                for k in order]))
+
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    pairs = sorted(((int(off[i, j]), i, j) for i, j in zip(*np.nonzero(off))), key=lambda t: (-t[0], t[1], t[2]))
+    images = []
+    if out is not None and plotting_available():
+        path, rel = _image(out, "confusion.png")
+        save_matrix(cm, [str(k) for k in range(c)], path, title=f"confusion matrix ({len(p):,} validation samples)")
+        images.append(rel)
+    top = ", ".join(f"{i}→{j} ({n})" for n, i, j in pairs[:3])
+    report.findings.append(Finding(
+        "C2", "confusion matrix", "info",
+        (f"most confused (true→predicted): {top}" if pairs else "no confusions: every sample is right")
+        + (f"; saved to {images[0]}" if images else ""),
+        evidence={"matrix": cm.tolist(), "top_pairs": [[i, j, n] for n, i, j in pairs[:20]], "image": images[:1]},
+    ))
+    if c <= _FULL_MATRIX:
+        report.tables.append(Table("C2 confusion matrix (rows: true class, columns: predicted)",
+                                   ["true \\ pred"] + [str(k) for k in range(c)],
+                                   [[k] + cm[k].tolist() for k in range(c)]))
+    else:
+        report.tables.append(Table("C2 most confused pairs", ["true", "predicted", "count"],
+                                   [[i, j, n] for n, i, j in pairs[:20]]))
+    report.images.extend(images)
+
+    worst = worst_cases(p, top_k)
+    _cases_finding(report, "worst cases", p, dataset, worst, out, "worst.png",
+                   f"the {len(worst)} highest-loss samples: losses {p.losses[worst].max():.3g} down to "
+                   f"{p.losses[worst].min():.3g}" if len(worst) else "no samples")
+
+    idx, margin = suspicious_labels(p)
+    confident = int(np.sum(p.confidence[idx] >= CONFIDENT))
+    shown = idx[:top_k]
+    summary = (f"{len(idx)} sample(s) predicted as another class with confidence >= 0.5 ({confident} at >= "
+               f"{CONFIDENT}); top candidates for relabelling: indices {shown.tolist()}") if len(idx) else \
+        "no sample is confidently predicted as another class"
+    _cases_finding(report, "suspicious labels", p, dataset, shown, out, "suspicious.png", summary,
+                   extra={"candidates": idx.tolist()[:1000], "margins": margin.tolist()[:1000],
+                          "confidently_wrong": confident},
+                   margin=dict(zip(idx.tolist(), margin.tolist())))
+
+
+def _cases_finding(report: Report, name: str, p: Predictions, dataset: Dataset, idx: np.ndarray, out: Path | None,
+                   image: str, summary: str, extra: dict | None = None, margin: dict | None = None) -> None:
+    rows = []
+    for i in idx.tolist():
+        row = [i, _value(p.targets[i]), _value(p.predicted[i])]
+        if p.task == "classification":
+            row += [float(p.confidence[i])]
+        if margin is not None:
+            row += [float(margin[i])]
+        row += [float(p.losses[i]), _describe_input(dataset, i)]
+        rows.append(row)
+    columns = ["index", "target", "predicted"] + (["confidence"] if p.task == "classification" else []) \
+        + (["margin"] if margin is not None else []) + ["loss", "input"]
+    images = []
+    if len(idx) and out is not None:
+        grid = _input_grid(dataset, idx)
+        if grid is not None and plotting_available():
+            path, rel = _image(out, image)
+            titles = [f"#{i} y={_value(p.targets[i])} p={_value(p.predicted[i])}"
+                      + (f" {p.confidence[i]:.2f}" if p.task == "classification" else "") for i in idx.tolist()]
+            save_image_grid(grid, titles, path, title=f"{name} (input as the dataset returns it)",
+                            colors=["#b00020"] * len(titles))
+            images.append(rel)
+    evidence = {"indices": idx.tolist(), **(extra or {}), "image": images[:1]}
+    if out is not None and not plotting_available():
+        evidence["note"] = PLOTS_MISSING
+    report.findings.append(Finding("C2", name, "info", summary + (f"; grid saved to {images[0]}" if images else ""),
+                                   evidence=evidence))
+    if rows:
+        report.tables.append(Table(f"C2 {name}", columns, rows))
+    report.images.extend(images)
+
+
+# -------------------------------------------------------------- regression
+def _regression(report: Report, p: Predictions, dataset: Dataset, top_k: int, out: Path | None) -> None:
+    s = residual_summary(p.outputs, p.targets)
+    beats = s["rmse"] < 0.99 * s["baseline_rmse"]
+    report.findings.append(Finding(
+        "C3", "whole validation set", "pass" if beats else "warn",
+        f"MAE {s['mae']:.4g}, RMSE {s['rmse']:.4g}, R² {s['r2']:.3f} on all {s['n']:,} validation samples "
+        f"(predicting the mean: RMSE {s['baseline_rmse']:.4g})",
+        evidence=s,
+        cause="" if beats else "The model does no better than predicting the mean of the targets.",
+        fix="" if beats else "Check targets and inputs (`danlu audit`, `danlu check`), target scaling, and the loss.",
+    ))
+    resid = (np.asarray(p.outputs, np.float64) - np.asarray(p.targets, np.float64)).reshape(-1)
+    biased = s["n"] >= 20 and abs(s["mean"]) > 0.5 * s["std"]
+    images = []
+    if out is not None and plotting_available():
+        path, rel = _image(out, "residuals.png")
+        save_histogram(resid, path, title="residuals (prediction - target)", xlabel="residual")
+        images.append(rel)
+    report.findings.append(Finding(
+        "C2", "residuals", "warn" if biased else "info",
+        f"residual mean {s['mean']:.4g} (bias), std {s['std']:.4g}; 90% within {s['p5']:.4g}..{s['p95']:.4g}"
+        + (f"; histogram saved to {images[0]}" if images else ""),
+        evidence={**s, "image": images[:1]},
+        cause="Predictions are systematically off in one direction." if biased else "",
+        fix="Check target scaling/offsets between train and validation and the output layer's bias." if biased else "",
+    ))
+    report.tables.append(Table("C2 residual quantiles", ["p1", "p5", "p25", "median", "p75", "p95", "p99"],
+                               [[s["p1"], s["p5"], s["p25"], s["p50"], s["p75"], s["p95"], s["p99"]]]))
+    report.images.extend(images)
+    worst = worst_cases(p, top_k)
+    _cases_finding(report, "worst cases", p, dataset, worst, out, "worst.png",
+                   f"the {len(worst)} largest errors: losses {p.losses[worst].max():.4g} down to "
+                   f"{p.losses[worst].min():.4g}" if len(worst) else "no samples")
+
+
+# ------------------------------------------------------------------ slices
+def _slices(report: Report, p: Predictions, metadata: dict[str, list]) -> None:
+    found = slices(p, metadata)
+    metric = "accuracy" if p.task == "classification" else "MAE"
+    flagged = [s for s in found if s.flagged]
+    groups = sorted({s.group for s in found})
+    if not found:
+        report.findings.append(Finding("C2", "slices", "skip", "no slices: no classes, lengths or metadata"))
+        return
+    w = found[0]
+    summary = (f"weakest slice {w.name}: {metric} {w.score:.4g} over {w.n} samples; slices by "
+               + ", ".join(groups))
+    if flagged:
+        summary = f"{len(flagged)} slice(s) clearly below the rest, weakest {w.name}: {metric} {w.score:.4g} " \
+                  f"(n={w.n}); slices by " + ", ".join(groups)
+    report.findings.append(Finding(
+        "C2", "slices", "warn" if flagged else "info", summary,
+        evidence={"metric": metric, "groups": groups,
+                  "slices": [[s.group, s.name, s.n, s.score, s.loss, s.flagged] for s in found],
+                  "min_slice": MIN_SLICE},
+        cause="The aggregate number hides a group of samples the model fails on." if flagged else "",
+        fix="Look at that slice's worst cases; collect or weight more of its samples; check its preprocessing."
+        if flagged else "",
+    ))
+    report.tables.append(Table(f"C2 slices, weakest first ({metric})", ["slice", "n", metric, "loss", "flagged"],
+                               [[s.name, s.n, s.score, s.loss, s.flagged] for s in found[:25]]))
+
+
+# ---------------------------------------------------------------- ensemble
+def _ensemble(report: Report, preds: list[Predictions], names: list[str]) -> None:
+    scores = ensemble_scores(preds, names)
+    members = scores[: len(preds)]
+    combos = scores[len(preds):]
+    if preds[0].task == "classification":
+        best = max(members, key=lambda s: s.accuracy)
+        text = ", ".join(f"{s.name} {s.accuracy:.1%}" for s in combos)
+        summary = (f"ensemble of {len(preds)}: {text} vs best member {best.name} {best.accuracy:.1%} "
+                   f"(worst {min(s.accuracy for s in members):.1%})")
+        rows = [[s.name, s.accuracy, s.loss if np.isfinite(s.loss) else "-"] for s in scores]
+        columns = ["model", "accuracy", "loss (NLL)"]
+    else:
+        best = min(members, key=lambda s: s.mae)
+        text = ", ".join(f"{s.name} MAE {s.mae:.4g}" for s in combos)
+        summary = f"ensemble of {len(preds)}: {text} vs best member {best.name} MAE {best.mae:.4g}"
+        rows = [[s.name, s.mae, s.loss] for s in scores]
+        columns = ["model", "MAE", "MSE"]
+    report.findings.append(Finding(
+        "C4", "ensemble", "info", summary,
+        evidence={"scores": [s.__dict__ for s in scores]},
+    ))
+    report.tables.append(Table("C4 ensemble against each member", columns, rows))
+
+
+# ----------------------------------------------------------------- helpers
+def _image(out: Path, name: str) -> tuple[Path, str]:
+    rel = f"cases/{name}"
+    path = out / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, rel
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.round(4).tolist() if v.size <= 4 else f"array{tuple(v.shape)}"
+    if isinstance(v, (np.floating, float)):
+        return round(float(v), 4)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _describe_input(dataset: Dataset, i: int) -> str:
+    try:
+        x = split_item(dataset[i])[0]
+    except Exception as exc:
+        return f"<unreadable: {type(exc).__name__}>"
+    if isinstance(x, str):
+        return x if len(x) <= 60 else x[:57] + "..."
+    a = as_array(x)
+    if a is None:
+        text = repr(x)
+        return text if len(text) <= 60 else text[:57] + "..."
+    kind = input_kind(a.shape, a.dtype)
+    if kind == "image":
+        return f"image {'x'.join(map(str, a.shape))}"
+    flat = a.reshape(-1)
+    head = ", ".join(f"{v:.3g}" if a.dtype.kind == "f" else str(v) for v in flat[:8])
+    return f"[{head}{', ...' if flat.size > 8 else ''}]"
+
+
+def _input_grid(dataset: Dataset, idx: np.ndarray) -> np.ndarray | None:
+    """Inputs of these samples as (B, C, H, W) when they are same-size images, else None."""
+    arrays = []
+    for i in idx.tolist():
+        try:
+            a = as_array(split_item(dataset[i])[0])
+        except Exception:
+            return None
+        if a is None or input_kind(a.shape, a.dtype) != "image":
+            return None
+        arrays.append(a)
+    if len({a.shape for a in arrays}) != 1:
+        return None
+    return to_chw(np.stack(arrays))

@@ -1,0 +1,420 @@
+"""One trial = one ordinary danlu run, and the worker loop that runs trials from a queue.
+
+A trial builds the recipe from the study's fixed values and the trial's parameters and
+trains it with :func:`danlu.engine.fit` (curves, checkpoints, reproducibility record,
+tag ``study:<name>``). A callback watches the engine's own events:
+
+- every training step: a NaN/Inf loss stops the trial at once (outcome ``nan``);
+- every validation probe (``recipe.probe_every`` steps, logged as ``val/probe_loss``):
+  a probe loss above ``DIVERGE_FACTOR`` x the first probe stops it as ``diverged``;
+  otherwise the probe loss is reported to Optuna (``trial.report``) so that pruning and
+  the user's curves see the same numbers (T1), and from ``min_resource`` steps on the
+  pruner decides (H4: stop the hopeless early, but not before the stated minimum).
+
+Pruning is made order-independent so that ``--workers N`` gives the same trials as a
+sequential run (`OrderedPruning`): trial k is judged by Optuna's pruner against trials
+0..k-1 only, and at a rung it first waits until those have passed the rung (or ended),
+exactly what a sequential run would have seen.
+
+The objective is the trial run's best whole-set validation loss (T3, C3); lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from danlu.tuning.study import (
+    HEARTBEAT_EVERY,
+    StudySpec,
+    load_optuna_study,
+    open_storage,
+    requeue_stale,
+    spec_from_storage,
+    trial_is_dead,
+)
+
+__all__ = ["WorkerJob", "run_worker", "run_trial", "TrialCallback", "OrderedPruning",
+           "make_pruner", "DIVERGE_FACTOR", "build_recipe"]
+
+#: A probe loss this many times the first probe's means the trial diverged.
+DIVERGE_FACTOR = 10.0
+#: Longest a trial waits for lower-numbered trials to pass a rung before judging alone.
+RUNG_WAIT_LIMIT = 600.0
+
+
+@dataclass
+class WorkerJob:
+    """What a worker process needs; plain data, so it pickles to processes and Ray tasks."""
+
+    store: str                     # danlu store folder (each worker opens its own handle)
+    storage: str                   # Optuna storage URL
+    name: str                      # danlu study name
+    stage: int = 0
+    threads: int | None = None     # torch threads for this worker (None: leave as is)
+    recipe: str | None = None      # recipe path override (a worker machine's own checkout)
+    quiet: bool = True
+
+
+# ------------------------------------------------------------------ pruning
+def make_pruner(spec: StudySpec, stage: dict[str, Any]):
+    """Optuna's pruner for a stage: SuccessiveHalving (asha), Hyperband, or none."""
+    import optuna
+
+    m = int(stage.get("min_resource") or spec.min_resource or 1)
+    if spec.prune == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=m, reduction_factor=spec.reduction_factor, min_early_stopping_rate=0)
+    if spec.prune == "hyperband":
+        max_resource = max(m * spec.reduction_factor, int(stage.get("budget_steps") or spec.budget_steps or m))
+        return optuna.pruners.HyperbandPruner(
+            min_resource=m, max_resource=max_resource, reduction_factor=spec.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+class _PastOnlyStorage:
+    """A view of an Optuna storage in which trials numbered above `number` do not exist."""
+
+    def __init__(self, storage, number: int) -> None:
+        self._inner, self._number = storage, number
+
+    def get_all_trials(self, study_id, deepcopy=True, states=None):
+        return [t for t in self._inner.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+                if t.number <= self._number]
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class OrderedPruning:
+    """Asks Optuna's pruner about trial k as a sequential run would: against trials < k,
+    after they have passed the same rung. Rungs are at min_resource * factor**j steps."""
+
+    def __init__(self, study, pruner, min_resource: int, factor: int) -> None:
+        self.study, self.pruner = study, pruner
+        self.min_resource, self.factor = max(1, min_resource), factor
+        self.last_checked = 0
+
+    def _rung_crossed(self, step: int) -> int | None:
+        """The highest rung step in (last_checked, step], or None."""
+        crossed, r = None, self.min_resource
+        while r <= step:
+            if r > self.last_checked:
+                crossed = r
+            r *= self.factor
+        return crossed
+
+    def should_prune(self, trial, step: int) -> bool:
+        import optuna
+        from optuna.trial import TrialState
+
+        rung = self._rung_crossed(step)
+        if rung is None:
+            return False
+        self._wait_for_lower_trials(trial.number, rung)
+        view = optuna.Study(study_name=self.study.study_name,
+                            storage=_PastOnlyStorage(self.study._storage, trial.number),
+                            sampler=self.study.sampler, pruner=self.pruner)
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        assert frozen.state == TrialState.RUNNING
+        decision = bool(self.pruner.prune(view, frozen))
+        self.study._storage.set_trial_user_attr(trial._trial_id, "checked_step", step)
+        self.last_checked = step
+        return decision
+
+    def _wait_for_lower_trials(self, number: int, rung: int) -> None:
+        from optuna.trial import TrialState
+
+        deadline = time.time() + RUNG_WAIT_LIMIT
+        storage, study_id = self.study._storage, self.study._study_id
+        delay = 0.02
+        while time.time() < deadline:
+            pending = [
+                t for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+                if t.number < number and t.user_attrs.get("checked_step", -1) < rung and not trial_is_dead(t)
+            ]
+            if not pending:
+                return
+            time.sleep(delay)
+            delay = min(0.5, delay * 1.5)
+
+
+# ----------------------------------------------------------------- callback
+class TrialCallback:
+    """Engine callback: NaN/divergence stops, reports to Optuna, pruning (see module doc)."""
+
+    def __init__(self, trial, pruning: OrderedPruning | None, min_resource: int, pruner_name: str) -> None:
+        self.trial = trial
+        self.pruning = pruning
+        self.min_resource = min_resource
+        self.pruner_name = pruner_name
+        self.outcome = "complete"
+        self.reason = ""
+        self.first_probe: float | None = None
+        self.last_probe: float | None = None
+        self.run_id: str | None = None
+        self.final_val_loss: float | None = None
+
+    def _stop(self, state, outcome: str, reason: str, status: str) -> None:
+        self.outcome, self.reason = outcome, reason
+        state.stop(reason, status=status)
+
+    def on_fit_start(self, state) -> None:
+        self.run_id = state.run.id
+        self.trial.set_user_attr("run_id", state.run.id)
+        self.trial.set_user_attr("run_name", state.run.name)
+        self.trial.set_user_attr("total_steps", state.total_steps)
+
+    def on_step_end(self, state) -> None:
+        if not math.isfinite(state.loss):
+            self._stop(state, "nan", f"training loss is {state.loss} at step {state.step} (S9): trial stopped at once",
+                       "failed")
+
+    def on_probe_end(self, state) -> None:
+        value, step = state.probe_loss, state.step
+        if value is None or not math.isfinite(value):
+            self._stop(state, "nan", f"validation probe loss is {value} at step {step}: trial stopped at once", "failed")
+            return
+        if self.first_probe is None:
+            self.first_probe = value
+        elif value > DIVERGE_FACTOR * max(self.first_probe, 1e-12):
+            self._stop(state, "diverged",
+                       f"diverged: probe loss {value:.4g} at step {step} is over {DIVERGE_FACTOR:g}x the first "
+                       f"probe's {self.first_probe:.4g}; trial stopped at once", "failed")
+            return
+        self.last_probe = value
+        self.trial.report(value, step)
+        if self.pruning is not None and step >= self.min_resource and self.pruning.should_prune(self.trial, step):
+            self._stop(state, "pruned",
+                       f"pruned by {self.pruner_name} at step {step}: probe loss {value:.4g} is not among the best "
+                       f"1/{self.pruning.factor} of the trials at this rung (minimum resource {self.min_resource} steps)",
+                       "stopped")
+
+    def on_fit_end(self, state) -> None:
+        if self.outcome != "complete" or state.best_epoch >= 0:
+            return
+        if state.stop_reason and state.stop_reason.startswith("interrupted"):
+            return
+        # A step budget that ends mid-epoch: score the model on the whole validation set (C3).
+        from danlu.engine import evaluate
+
+        _, val = state.recipe.data()
+        _, val_loader = state.recipe.loaders(val, val)
+        self.final_val_loss, _ = evaluate(state.recipe, state.model, val_loader, state.device)
+
+
+# ------------------------------------------------------------------ one trial
+def build_recipe(recipe_cls, fixed: dict[str, str], params: dict[str, Any]):
+    """The trial's recipe: defaults, then --fix values (strings, typed by the fields), then params."""
+    base = recipe_cls.from_strings(dict(fixed)).hparams()
+    base.update(params)
+    return recipe_cls(**base)
+
+
+class _Heartbeat:
+    """Writes time.time() into the trial every HEARTBEAT_EVERY seconds while it runs."""
+
+    def __init__(self, storage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="danlu-trial-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            try:
+                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+            except Exception:  # the trial was finished or taken over: nothing to keep alive
+                return
+
+    def __enter__(self):
+        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, space, store,
+              pruner, console=None) -> dict[str, Any]:
+    """Train one trial and tell Optuna how it went; returns the trial's outcome record."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from danlu.engine import fit
+    from danlu.store.base import process_identity
+
+    storage = study._storage
+    pid, host, pidns = process_identity()
+    trial.set_user_attr("worker", {"pid": pid, "host": host, "pidns": pidns})
+    params = {p.name: p.suggest(trial) for p in space}
+    min_resource = int(stage.get("min_resource") or 0)
+    pruning = None
+    if spec.prune != "none":
+        pruning = OrderedPruning(study, pruner, min_resource, spec.reduction_factor)
+    callback = TrialCallback(trial, pruning, min_resource, spec.prune)
+    index = int(stage.get("index", 0))
+    name = f"{spec.name}.s{index}.t{trial.number}"
+    started = time.time()
+    result, error = None, None
+    with _Heartbeat(storage, trial._trial_id):
+        try:
+            recipe = build_recipe(recipe_cls, spec.fixed, params)
+            result = fit(
+                recipe, store=store, name=name, tags=[f"study:{spec.name}", f"stage:{index}"],
+                note=f"study {spec.name}, stage {index}, trial {trial.number}", device=spec.device,
+                callbacks=[callback], progress=False, max_steps=stage.get("max_steps"),
+                data_fraction=float(stage.get("data_fraction", 1.0)),
+            )
+        except Exception as exc:  # a failing trial must not end the study
+            error = f"{type(exc).__name__}: {exc}"
+    steps = result.steps if result is not None else 0
+    record: dict[str, Any] = {"number": trial.number, "params": params, "steps": steps,
+                              "seconds": round(time.time() - started, 3), "run_id": callback.run_id}
+    attrs = {"steps": steps, "seconds": record["seconds"],
+             "train_seconds": float(result.summary.get("seconds", 0.0)) if result is not None else 0.0}
+    value = None
+    if error is not None:
+        outcome, reason, state = "failed", error, TrialState.FAIL
+    elif result.stop_reason and result.stop_reason.startswith("interrupted"):
+        outcome, reason, state = "interrupted", result.stop_reason, TrialState.FAIL
+    elif callback.outcome in ("nan", "diverged"):
+        outcome, reason, state = callback.outcome, callback.reason, TrialState.FAIL
+    elif callback.outcome == "pruned":
+        outcome, reason, state = "pruned", callback.reason, TrialState.PRUNED
+    else:
+        value = result.summary.get("best_val_loss", callback.final_val_loss)
+        if value is None or not math.isfinite(float(value)):
+            outcome, reason, state = "nan", f"validation loss is {value}", TrialState.FAIL
+            value = None
+        else:
+            outcome, reason, state = "complete", result.stop_reason or "", TrialState.COMPLETE
+    attrs.update(outcome=outcome, reason=reason)
+    try:
+        for key, val in attrs.items():
+            storage.set_trial_user_attr(trial._trial_id, key, val)
+        if state == TrialState.COMPLETE:
+            study.tell(trial, float(value))
+        else:
+            study.tell(trial, state=state)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as exc:
+        # Another process judged this worker dead and re-queued the point; keep its verdict.
+        outcome, reason = "taken_over", f"trial was re-queued by another process ({exc})"
+    if outcome == "interrupted":
+        study.enqueue_trial(params, user_attrs={"point": trial.user_attrs.get("point"),
+                                                "requeue_of": trial.number}, skip_if_exists=False)
+    record.update(outcome=outcome, reason=reason, value=value)
+    if console is not None:
+        _print_trial(console, spec, record)
+    return record
+
+
+def _print_trial(console, spec: StudySpec, record: dict[str, Any]) -> None:
+    from danlu.console import STATUS_STYLE, escape
+
+    style = {"complete": STATUS_STYLE["finished"], "pruned": STATUS_STYLE["stopped"]}.get(
+        record["outcome"], STATUS_STYLE["failed"])
+    value = f"{record['value']:.4f}" if record.get("value") is not None else "-"
+    params = " ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
+    console.print(f"  trial {record['number']:>3} [{style}]{record['outcome']:<9}[/] val loss {value:>8} "
+                  f"steps {record['steps']:>5}  {escape(params)}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------- worker loop
+def _pop_waiting(study):
+    """Take the oldest queued trial (atomically, through the storage), or None."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.trial.Trial(study, t._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def counted_trials(study) -> int:
+    """Trials that count toward a model-based stage's target (crashed attempts do not)."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state != TrialState.FAIL or t.user_attrs.get("outcome") not in ("crashed", "interrupted"))
+
+
+def next_trial(study, stage: dict[str, Any]):
+    """The next trial for this worker: a queued one, else (model-based stages) a new one
+    while the stage's target is not met; None when there is nothing left to do."""
+    trial = _pop_waiting(study)
+    if trial is not None or stage.get("queue", True):
+        return trial
+    own = sum(1 for t in study.get_trials(deepcopy=False) if "seeded_from" not in t.user_attrs)
+    seeded = len(study.get_trials(deepcopy=False)) - own
+    if counted_trials(study) - seeded >= int(stage.get("target", 0)):
+        return None
+    return study.ask()
+
+
+def stage_sampler(spec: StudySpec, stage: dict[str, Any]):
+    """Queue stages never sample (their trials carry fixed points); exploit stages use TPE."""
+    import optuna
+
+    if stage.get("queue", True):
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    # Parallel TPE workers must not draw the same candidate: each gets its own stream.
+    seed = spec.seed if stage.get("workers", 1) <= 1 else spec.seed * 100_003 + os.getpid()
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                      n_startup_trials=int(stage.get("startup", 5)))
+
+
+def run_worker(job: WorkerJob) -> int:
+    """Run trials of one stage until its queue (or target) is exhausted; return how many.
+
+    This is the unit every executor runs: in-process, in N local processes, as Ray
+    tasks, or as `danlu study worker NAME` on other machines sharing an RDB storage.
+    """
+    import optuna
+
+    from danlu.recipe import load_recipe_class
+    from danlu.store import open_store
+
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(job.storage)
+    spec = spec_from_storage(storage, job.name)
+    stage_attrs = load_optuna_study(storage, job.name, job.stage).user_attrs.get("danlu_stage", {})
+    study = load_optuna_study(storage, job.name, job.stage, sampler=stage_sampler(spec, stage_attrs))
+    recipe_cls = load_recipe_class(job.recipe or spec.recipe)
+    space = spec.space(recipe_cls)
+    store = open_store(job.store)
+    pruner = make_pruner(spec, stage_attrs)
+    console = None
+    if not job.quiet:
+        from danlu.console import err_console
+
+        console = err_console  # progress lines are messages: stdout stays clean for --json
+    done = 0
+    requeue_stale(study)
+    while True:
+        trial = next_trial(study, stage_attrs)
+        if trial is None:
+            break
+        record = run_trial(study, trial, spec, stage_attrs, recipe_cls, space, store, pruner, console)
+        done += 1
+        if record["outcome"] == "interrupted":
+            raise KeyboardInterrupt
+    return done

@@ -1,0 +1,47 @@
+"""Healthy recipes stay quiet: no check warns or fails (false alarms count as much as misses).
+
+One full run per recipe (cached for the module, about 2-4 s each), asserted check by
+check so a regression names the check. Recipes: a digits-like CNN with dropout, one with batch-norm and dropout,
+a regression MLP with [B] targets, and the project's examples/digits.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from doctor_helpers import RECIPES
+
+from danlu.checks.doctor import registered, run_checks
+from danlu.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[3]
+CLEAN = {
+    "clean": RECIPES / "clean.py",
+    "clean_bn": RECIPES / "clean_bn.py",
+    "clean_regression": RECIPES / "clean_regression.py",
+    "digits": ROOT / "examples" / "digits.py",
+}
+IDS = [c.id for c in registered()]
+_reports: dict = {}
+
+
+def report_for(name: str):
+    if name not in _reports:
+        _reports[name] = run_checks(load_recipe(CLEAN[name]))
+    return _reports[name]
+
+
+@pytest.mark.parametrize("name", list(CLEAN))
+@pytest.mark.parametrize("check_id", IDS)
+def test_clean_recipe_is_quiet(name, check_id):
+    f = report_for(name).finding(check_id)
+    assert f is not None
+    assert f.status in ("pass", "info"), f"{check_id} on {name}: {f.status}: {f.summary} | {f.cause}"
+
+
+@pytest.mark.parametrize("name", list(CLEAN))
+def test_clean_report_passes(name):
+    report = report_for(name)
+    assert report.status == "pass" and report.kind == "check"
+    assert [f.id for f in report.findings] == IDS

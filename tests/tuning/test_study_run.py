@@ -1,0 +1,140 @@
+"""Studies end to end on a synthetic recipe (issue 7): trials are runs, pruning stops the
+right trials (H4), NaN/divergence stop at once, stages promote the best (H3), the
+study is stored and shown with the command that reproduces its best trial."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from optuna.trial import TrialState
+
+from danlu.tuning.study import load_optuna_study, new_study
+from danlu.tuning.executors import Sequential
+
+
+def _trials(store, name, stage=0):
+    from danlu.tuning.study import StudySpec, local_storage_url, open_storage
+
+    spec = StudySpec.from_dict(store.get_run(name).config)
+    storage = open_storage(spec.storage or local_storage_url(store.root))
+    return sorted(load_optuna_study(storage, name, stage).get_trials(deepcopy=False), key=lambda t: t.number)
+
+
+def test_an_exploration_stores_runs_report_and_the_reproducing_command(store, synth_path, cli, capsys):
+    code = cli(str(synth_path), "--vary", "a=0..1", "b=0..1", "--trials", "6", "--name", "expl",
+               "--prune", "none", "--store", str(store.root), "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    record = store.get_run("expl")
+    assert record.kind == "study" and record.status == "finished"
+    runs = store.list_runs(tags=["study:expl"], kind="train")
+    assert len(runs) == 6 and all(r.status == "finished" for r in runs)
+    assert all(r.repro for r in (store.get_run(r.id) for r in runs))  # each trial keeps its record (E1)
+    trials = _trials(store, "expl")
+    assert [t.user_attrs["point"] for t in trials] == list(range(6))  # trial i ran Sobol point i
+    best = min(trials, key=lambda t: t.value)
+    assert out["meta"]["best"]["trial"] == best.number
+    command = out["meta"]["command"]
+    assert command.startswith("danlu train ") and f"a={best.params['a']!r}" in command
+    assert {"axes.png", "history.png"} <= set(out["images"])
+    for image in out["images"]:
+        assert (store.run_dir(record.id) / image).stat().st_size > 1000
+    assert store.list_reports(run_id=record.id, kind="study")
+    # `danlu study show` prints the same study, with the command
+    assert cli("show", "expl", "--store", str(store.root)) == 0
+    shown = capsys.readouterr().out
+    assert "reproduce the best trial" in shown and "danlu train" in shown and "trials" in shown
+
+
+def test_pruning_stops_the_trials_whose_loss_is_worse_and_never_before_min_resource(store, synth_path):
+    # val loss = training mse + 10 (a - 0.3)^2: trials far from a = 0.3 are hopeless from the start.
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=9, name="prune",
+                      prune="asha", min_resource=2)
+    report = study.run(Sequential())
+    trials = _trials(store, "prune")
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned and done
+    closest = min(trials, key=lambda t: abs(t.params["a"] - 0.3))
+    assert closest.state == TrialState.COMPLETE  # the best trial is never killed
+    assert all(t.user_attrs["steps"] >= 2 for t in pruned)  # the stated minimum resource
+    # each pruned trial was worse, at its last rung, than the best trial started before it
+    for t in pruned:
+        earlier = [u for u in trials if u.number < t.number]
+        step = max(t.intermediate_values)
+        assert any(step in u.intermediate_values and u.intermediate_values[step] < t.intermediate_values[step]
+                   for u in earlier)
+        assert store.get_run(t.user_attrs["run_id"]).status == "stopped"
+        assert "pruned by asha" in store.get_run(t.user_attrs["run_id"]).summary["stop_reason"]
+    assert report.finding("H4").evidence["pruned"] == len(pruned)
+
+
+def test_diverging_and_nan_trials_are_stopped_at_once(store, synth_path):
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"explode": "0.8", "nan_below": "0.15", "epochs": "3"},
+                      trials=8, name="div", prune="none")
+    report = study.run(Sequential())
+    trials = _trials(store, "div")
+    for t in trials:
+        a, outcome = t.params["a"], t.user_attrs["outcome"]
+        if a >= 0.8:
+            assert outcome == "diverged" and t.state == TrialState.FAIL
+        elif a <= 0.15:
+            assert outcome == "nan" and t.state == TrialState.FAIL
+        else:
+            assert outcome == "complete"
+        if outcome != "complete":
+            assert t.user_attrs["steps"] <= 2  # stopped at the first sign, not at the end (12 steps)
+            assert store.get_run(t.user_attrs["run_id"]).status == "failed"
+    bad = sum(1 for t in trials if t.user_attrs["outcome"] != "complete")
+    assert 0 < bad < len(trials)
+    assert report.finding("T2").evidence["diverged"] + report.finding("T2").evidence["nan"] == bad
+
+
+def test_stages_promote_the_best_third_and_print_an_eta(store, synth_path, capsys):
+    from danlu.console import console
+
+    study = new_study(store, str(synth_path), ["a=0..1"], trials=6, name="staged", prune="none",
+                      stages=[0.5, 1.0])
+    report = study.run(Sequential(), console=console)
+    first, second = _trials(store, "staged", 0), _trials(store, "staged", 1)
+    ranked = sorted((t for t in first if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number))
+    assert [t.user_attrs["from_trial"] for t in second] == [t.number for t in ranked[:2]]
+    assert [t.params for t in second] == [t.params for t in ranked[:2]]
+    out = capsys.readouterr().out
+    assert "stage 2/2: 2 trials at full scale, estimated" in out
+    runs = {r.name: store.get_run(r.id) for r in store.list_runs(tags=["study:staged"], kind="train")}
+    assert len(runs) == 8
+    assert report.finding("H3").summary.startswith("6 trials at 0.5 -> 2 trials at 1")
+    assert report.meta["best"]["stage"] == 2
+
+
+def test_bad_input_is_exit_code_2_with_the_fix(store, synth_path, cli, capsys):
+    assert cli(str(synth_path), "--vary", "a=1..0", "--store", str(store.root)) == 2
+    assert "LOW < HIGH" in capsys.readouterr().err
+    assert cli(str(synth_path), "--vary", "zz=0..1", "--store", str(store.root)) == 2
+    assert "Valid fields" in capsys.readouterr().err
+    assert cli(str(synth_path), "--store", str(store.root)) == 2
+    assert "--vary" in capsys.readouterr().err
+    assert cli(str(synth_path), "--vary", "a=0..1", "--stages", "1.0,0.1", "--store", str(store.root)) == 2
+    assert cli("show", "nope", "--store", str(store.root)) == 2
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    import builtins
+
+    from danlu.errors import MissingExtra
+    from danlu.tuning.executors import RayExecutor
+    from danlu.tuning.objective import WorkerJob
+
+    real = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.delitem(__import__("sys").modules, "ray", raising=False)
+    with pytest.raises(MissingExtra, match=r"pip install 'danlu\[ray\]'"):
+        RayExecutor("local").run(WorkerJob(store="x", storage="journal:/nonexistent", name="n"), 1)

@@ -1,0 +1,162 @@
+"""Crash safety and scale-out (issue 7): resume after a killed study, --workers N equal to a
+sequential run, exploit mode, a PostgreSQL storage joined by a worker, Ray tasks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from danlu.tuning.executors import LocalProcesses, RayExecutor, Sequential
+from danlu.tuning.study import Study, StudySpec, load_optuna_study, local_storage_url, new_study, open_storage
+
+RUNNER = """
+import sys
+from danlu.store import open_store
+from danlu.tuning.study import new_study
+from danlu.tuning.executors import Sequential
+store = open_store(sys.argv[1])
+study = new_study(store, sys.argv[2], ["a=0..1"], fixed={"delay": "0.15", "epochs": "2"}, trials=4,
+                  name="killme", prune="none")
+study.run(Sequential())
+"""
+
+
+def _stage(store, name, stage=0, url=None):
+    spec = StudySpec.from_dict(store.get_run(name).config)
+    storage = open_storage(url or spec.storage or local_storage_url(store.root))
+    return sorted(load_optuna_study(storage, name, stage).get_trials(deepcopy=False), key=lambda t: t.number)
+
+
+def _summary(trials):
+    return [(t.number, t.state.name, t.params, t.value, t.user_attrs.get("steps")) for t in trials]
+
+
+@pytest.mark.slow
+def test_resume_after_a_killed_study_requeues_the_running_trial(store, synth_path, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(store.root), str(synth_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = Path(local_storage_url(store.root)[len("journal:"):])
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # kill it once a trial has finished and the next is mid-way
+            time.sleep(0.5)
+            if not journal.exists():
+                continue
+            trials = load_optuna_study(open_storage(local_storage_url(store.root)), "killme", 0).get_trials() \
+                if "killme#0" in __import__("optuna").get_all_study_names(open_storage(local_storage_url(store.root))) else []
+            states = [t.state for t in trials]
+            running = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("run_id")]
+            if TrialState.COMPLETE in states and running:
+                break
+        else:
+            pytest.fail("the study never reached its second trial")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed = [t.number for t in _stage(store, "killme") if t.state == TrialState.RUNNING]
+    assert killed and store.get_run("killme").status == "crashed"
+
+    study = Study.resume(store, "killme")
+    report = study.run(Sequential())
+    trials = _stage(store, "killme")
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for number in killed:
+        dead = trials[number]
+        assert dead.state == TrialState.FAIL and dead.user_attrs["outcome"] == "crashed"
+        again = [t for t in trials if t.user_attrs.get("requeue_of") == number]
+        assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == dead.params
+    points = {t.user_attrs["point"] for t in trials if t.state == TrialState.COMPLETE}
+    assert points == {0, 1, 2, 3}  # every point done once, none lost, none doubled
+    assert store.get_run("killme").status == "finished"
+    assert report.finding("T2").evidence["crashed"] == len(killed)
+    assert not [r for r in store.list_runs(tags=["study:killme"]) if r.status == "running"]
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_trials_as_a_sequential_run(tmp_path, synth_path):
+    from danlu.store import open_store
+
+    results = []
+    for workers, executor in ((1, Sequential()), (2, LocalProcesses())):
+        store = open_store(tmp_path / f"store{workers}")
+        study = new_study(store, str(synth_path), ["a=0..1", "b=0..1"], trials=6, name="same", prune="asha",
+                          min_resource=2, seed=3)
+        study.run(executor, workers)
+        results.append(_summary(_stage(store, "same")))
+    assert results[0] == results[1]
+    assert any(state == "PRUNED" for _, state, *_ in results[0])  # pruning decisions included
+
+
+@pytest.mark.slow
+def test_exploit_narrows_the_exploration_and_seeds_tpe(store, synth_path):
+    explore = new_study(store, str(synth_path), ["a=0..1", "b=0..1"], trials=8, name="wide", prune="none")
+    explore.run(Sequential())
+    exploit = new_study(store, str(synth_path), [], trials=3, name="narrow", mode="exploit", prune="none")
+    spec = exploit.spec
+    assert spec.source == "wide" and spec.seeded_trials
+    a = exploit.spec.space().get("a")
+    assert 0.0 < a.high - a.low < 1.0  # narrowed around the good trials
+    exploit.run(Sequential())
+    trials = _stage(store, "narrow")
+    own = [t for t in trials if "seeded_from" not in t.user_attrs]
+    seeded = [t for t in trials if "seeded_from" in t.user_attrs]
+    assert len(own) == 3 and seeded
+    assert all(a.low <= t.params["a"] <= a.high for t in own)
+
+
+POSTGRES = os.environ.get("DANLU_TEST_POSTGRES_URL")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES, reason="DANLU_TEST_POSTGRES_URL is unset: start PostgreSQL with "
+                    "`.ci/start-postgres.sh` and export the URL it prints")
+def test_postgres_storage_is_joined_by_a_worker(tmp_path, synth_path):
+    import optuna
+
+    from danlu.store import open_store
+
+    name = f"pg{os.getpid()}{int(time.time())}"
+    store = open_store(tmp_path / "coordinator")
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"delay": "0.05"}, trials=6, name=name,
+                      prune="none", storage=POSTGRES)
+    # a second "machine": a worker with its own store joins through the database
+    worker = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from danlu.cli import study as s; import argparse; p = argparse.ArgumentParser();"
+        "s.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"),
+        "study", "worker", name, "--storage", POSTGRES, "--store", str(tmp_path / "worker"), "--wait", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        study.run(Sequential())
+        out, _ = worker.communicate(timeout=240)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    trials = _stage(store, name, url=POSTGRES)
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert worker.returncode == 0, out
+    hosts = {t.user_attrs["worker"]["pid"] for t in trials}
+    assert len(hosts) == 2, "both the coordinator and the worker ran trials"
+    optuna.delete_study(study_name=f"{name}#0", storage=open_storage(POSTGRES))
+
+
+@pytest.mark.slow
+def test_ray_tasks_run_the_study(tmp_path, synth_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'danlu[ray]')")
+    from danlu.store import open_store
+
+    store = open_store(tmp_path / "store")
+    study = new_study(store, str(synth_path), ["a=0..1"], trials=4, name="rayed", prune="none")
+    study.run(RayExecutor("local"), 2)
+    trials = _stage(store, "rayed")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 1
+    assert len(store.list_runs(tags=["study:rayed"], kind="train")) == 4
