@@ -68,7 +68,7 @@ def test_forward_nan_is_localised_to_module_op_and_line():
     ev = event.evidence
     assert event.id == "S9" and event.status == "fail"
     assert ev["phase"] == "forward" and ev["module"] == "logs" and ev["op"] == "log"
-    assert "test_doctor_watch.py" in ev["where"] and ev["step"] == 1
+    assert "test_watcher.py" in ev["where"] and ev["step"] == 1
     assert w.nonfinite_steps[0] == 1  # later NaN steps are counted, not re-localised
     w.remove()
 
