@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from danlu.checks.doctor import run_checks
+from danlu.checks import run_checks
 from danlu.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

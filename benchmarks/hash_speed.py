@@ -24,8 +24,8 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from danlu.checks.audit.inputs import hash_rows
-from danlu.checks.audit.runner import NEAR_MAX
 from danlu.checks.audit.scan import scan_split
+from danlu.checks.context import NEAR_MAX
 
 
 class ItemDataset(Dataset):

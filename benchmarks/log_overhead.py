@@ -38,9 +38,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 Stream = list[dict[str, float]]
 _TOTAL: int | None = None  # scalars in the stream of the section being measured
@@ -349,7 +349,7 @@ def machine() -> str:
                 break
     load = ""
     with contextlib.suppress(OSError, AttributeError):
-        load = " | load average %.2f %.2f %.2f" % os.getloadavg()
+        load = " | load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     return (f"{dt.datetime.now().isoformat(timespec='minutes')} | {platform.node()} | {cpu} x "
             f"{os.cpu_count()} | Python {platform.python_version()} | {platform.platform()}{load}")
 

@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from danlu.lr import lr_range_test  # noqa: E402
 from danlu.engine import fit  # noqa: E402
+from danlu.lr import lr_range_test  # noqa: E402
 from danlu.recipe import load_recipe  # noqa: E402
 
 GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)

@@ -121,7 +121,7 @@ def _fit(recipe: str, fixed: dict, params: dict, store: str) -> tuple[int, float
     torch.set_num_threads(1)
     from danlu.engine import fit
     from danlu.recipe import load_recipe_class
-    from danlu.tuning.objective import build_recipe
+    from danlu.tuning.spec import build_recipe
 
     r = fit(build_recipe(load_recipe_class(recipe), fixed, params), store=store, progress=False, capture=False,
             tags=["benchmark"])
@@ -136,10 +136,10 @@ def run_full(task: Task, configs: list[dict], store: str, workers: int, method: 
 
 
 def random_configs(task: Task, n: int, seed: int) -> list[dict]:
+    import optuna
+
     from danlu.recipe import load_recipe_class
     from danlu.tuning.space import parse_vary
-
-    import optuna
 
     space = parse_vary(task.vary, load_recipe_class(task.recipe))
     sampler = optuna.samplers.RandomSampler(seed=seed)
@@ -155,7 +155,8 @@ def random_configs(task: Task, n: int, seed: int) -> list[dict]:
 def run_danlu(task: Task, n: int, store: str, workers: int, seed: int) -> Result:
     from danlu.store import open_store
     from danlu.tuning import get_executor
-    from danlu.tuning.study import load_optuna_study, new_study
+    from danlu.tuning.storage import load_optuna_study
+    from danlu.tuning.study import new_study
 
     s = open_store(store)
     study = new_study(s, task.recipe, task.vary, fixed=task.fixed, trials=n, prune="asha", seed=seed,

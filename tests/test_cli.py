@@ -65,7 +65,11 @@ def test_train_runs_show_diff_tag_note(tmp_path, tiny_path, capsys):
 
     assert main(["diff", "one", "two", "--json", *s]) == 0
     d = _json(capsys)
-    assert d["hparams"] == {"hidden": [16, 8]} and d["code"] == {}
+    hparams = {x["key"]: x["values"] for x in d["differences"] if x["section"] == "hyperparameters"}
+    assert hparams == {"hidden": [16, 8]} and d["code"] == {}
+    assert main(["diff", "one", "two", *s]) == 0
+    text = capsys.readouterr().out
+    assert "hidden" in text and "code snapshot: identical" in text
 
     assert main(["tag", "two", "mainline", *s]) == 0
     assert main(["note", "two", "half width", *s]) == 0

@@ -130,3 +130,22 @@ def test_reproducibility_record_and_snapshot(store, tiny_path):
 def test_digits_example_reaches_95_percent(store, digits_path):
     res = fit(load_recipe(digits_path), store=store, progress=False)
     assert res.summary["best_val_acc"] >= 0.95
+
+
+def test_a_misspelt_hook_is_an_error_that_names_the_event(store, tiny_path):
+    import pytest
+
+    from danlu.engine import Callback
+
+    class Typo(Callback):
+        def on_epoch_ends(self, state):  # meant: on_epoch_end
+            pass
+
+    with pytest.raises(TypeError, match="on_epoch_ends is not an engine event; did you mean on_epoch_end"):
+        fit(load_recipe(tiny_path, ["epochs=1"]), store=store, progress=False, callbacks=[Typo()])
+
+    class Nothing:
+        pass
+
+    with pytest.raises(TypeError, match="none of the engine's events"):
+        fit(load_recipe(tiny_path, ["epochs=1"]), store=store, progress=False, callbacks=[Nothing()])

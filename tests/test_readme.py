@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 from danlu.cli import main
@@ -46,3 +45,22 @@ def test_readme_tracking_loop(tmp_path, capsys):
     assert "grad_norm/total" in store.series_names(run.id)  # danlu.watch logged into the run
     assert main(["diagnose", "my-loop", "--store", str(tmp_path / "s")]) in (0, 1)
     assert "diagnosis" in capsys.readouterr().out.lower()
+
+
+def test_readme_python_functions(tmp_path, monkeypatch):
+    """The notebook section: every command as a function, on the README's own recipe."""
+    recipe = next(b for b in _blocks("python") if b.startswith("# my_recipe.py"))
+    (tmp_path / "my_recipe.py").write_text(recipe.replace("epochs: int = 5", "epochs: int = 2"))
+    block = next(b for b in _blocks("python") if b.startswith("# in_python.py"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DANLU_HOME", str(tmp_path / ".danlu"))
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["check"].kind == "check" and scope["audit"].kind == "audit"
+    assert scope["result"].status == "finished" and scope["curves"].kind == "diagnosis"
+    assert scope["errors"].kind == "cases"
+    from danlu.store import open_store
+
+    kinds = {r.kind for r in open_store(tmp_path / ".danlu").list_runs()}
+    assert kinds == {"check", "audit", "train"}     # every report kept, with its run

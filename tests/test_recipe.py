@@ -1,4 +1,4 @@
-"""The recipe contract (DESIGN.md): typed hyperparameters, overrides, loading from files."""
+"""The recipe contract (docs/architecture.md): typed hyperparameters, overrides, loading from files."""
 
 from __future__ import annotations
 

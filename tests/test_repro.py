@@ -22,6 +22,7 @@ from torch.utils.data import TensorDataset
 
 from danlu import repro
 from danlu.recipe import load_recipe_class
+from danlu.repro.capture import sha256_file
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -335,7 +336,7 @@ def test_snapshot_copies_the_recipe_and_its_local_modules_only(no_parent_repo):
     manifest = json.loads((dest / "MANIFEST.json").read_text())
     assert manifest["recipe"] == "tiny.py" and manifest["base"] == "folder"
     assert set(manifest["files"]) == set(copied)
-    assert manifest["files"][f"{helper}.py"] == repro._sha256_file(project / f"{helper}.py")
+    assert manifest["files"][f"{helper}.py"] == sha256_file(project / f"{helper}.py")
     assert manifest["modules"][f"{pkg}/sub.py"] == f"{pkg}.sub"
 
 
@@ -390,14 +391,24 @@ def test_diff_snapshots_shows_the_changed_code(no_parent_repo):
     assert repro.diff_snapshots(no_parent_repo / "a", no_parent_repo / "a")["changed"] == {}
 
 
-# --------------------------------------------------------------- diff_records
-def test_diff_records_is_empty_for_the_same_run():
+# ------------------------------------------------------------ run differences
+def _run(rid: str, record: dict, config: dict | None = None):
+    from danlu.store.base import RunRecord
+
+    return RunRecord(id=rid, name=rid, repro=record, config=dict(config or record.get("hparams") or {}))
+
+
+def test_differences_are_empty_for_the_same_run():
+    from danlu.repro.diff import differences
+
     train, val = digits_like()
     record = repro.capture(None, train, val, argv=["danlu", "train"], hparams={"lr": 0.1}, seed=0)
-    assert repro.diff_records(record, copy.deepcopy(record)) == {}
+    assert differences([_run("a", record), _run("b", copy.deepcopy(record))]) == []
 
 
-def test_diff_records_finds_hparam_package_python_git_and_data_changes():
+def test_differences_find_hparam_package_python_git_and_data_changes():
+    from danlu.repro.diff import differences
+
     train, val = digits_like()
     a = repro.capture(None, train, val, argv=["danlu", "train"],
                       hparams={"lr": 0.1, "hidden": 8, "old": 1}, seed=0)
@@ -414,23 +425,24 @@ def test_diff_records_finds_hparam_package_python_git_and_data_changes():
                 "untracked": ["h.py"]}
     b["data"] = repro.data_fingerprint(*digits_like(seed=1))
 
-    delta = repro.diff_records(a, b)
-    json.dumps(delta)
-    assert delta["hparams"] == {"changed": {"lr": [0.1, 0.01]}, "added": {"new": True},
-                                "removed": {"old": 1}}
-    assert delta["env"]["packages"]["changed"] == {"numpy": [np.__version__, "0.0.1"]}
-    assert delta["env"]["packages"]["added"] == {"extra-pkg": "1.0"}
-    assert delta["env"]["python"] == [a["env"]["python"], "3.99.0"]
-    assert "torch" not in delta["env"]
-    assert delta["git"]["commit"] == ["aaa", "bbb"] and delta["git"]["dirty"] == [False, True]
-    assert delta["git"]["diff_changed"] and "+x = 1" in delta["git"]["diff_delta"]
-    assert delta["git"]["untracked"] == {"added": ["h.py"], "removed": []}
-    assert delta["data"]["changed"] and "sha256" in delta["data"]["train"]
-    assert "seed" not in delta and "command" not in delta
+    rows = {(d.section, d.key): d.values for d in differences([_run("a", a), _run("b", b)])}
+    json.dumps([list(k) + [v] for k, v in rows.items()])
+    assert rows[("hyperparameters", "lr")] == [0.1, 0.01]
+    assert rows[("hyperparameters", "old")] == [1, None] and rows[("hyperparameters", "new")] == [None, True]
+    assert ("hyperparameters", "hidden") not in rows
+    assert rows[("environment", "env.packages.numpy")] == [np.__version__, "0.0.1"]
+    assert rows[("environment", "env.packages.Extra_Pkg")] == [None, "1.0"]
+    assert rows[("environment", "env.python")] == [a["env"]["python"], "3.99.0"]
+    assert not any(k[1] == "env.torch" for k in rows)
+    assert rows[("code", "git.commit")] == ["aaa", "bbb"] and rows[("code", "git.dirty")] == [False, True]
+    assert rows[("code", "git.diff")][0] == "" and rows[("code", "git.diff")][1].startswith("1 lines, sha256")
+    assert any(k[0] == "data" and k[1].startswith("data.train") for k in rows)
+    assert not any(k[1] in ("seed", "command.line") for k in rows)
 
 
-def test_diff_records_reports_a_run_outside_git_and_a_seed_change():
-    a = {"git": None, "seed": 0, "hparams": {}}
-    b = {"git": {"commit": "c"}, "seed": 1, "hparams": {}}
-    delta = repro.diff_records(a, b)
-    assert delta == {"git": {"in_repo": [False, True]}, "seed": [0, 1]}
+def test_differences_report_a_run_outside_git_and_a_seed_change():
+    from danlu.repro.diff import differences
+
+    rows = {(d.section, d.key): d.values for d in differences([
+        _run("a", {"git": None, "seed": 0, "hparams": {}}), _run("b", {"git": {"commit": "c"}, "seed": 1})])}
+    assert rows[("code", "git.commit")] == [None, "c"] and rows[("other", "seed")] == [0, 1]

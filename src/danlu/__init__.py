@@ -28,17 +28,27 @@ _EXPORTS = {
     "Run": "danlu.track",
     "watch": "danlu.watcher",
     "fit": "danlu.engine",
+    "Callback": "danlu.events",
+    "check": "danlu.api",
+    "audit": "danlu.api",
+    "cases": "danlu.api",
+    "diagnose": "danlu.api",
+    "lr_find": "danlu.api",
+    "reproduce": "danlu.api",
+    "diff": "danlu.api",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from danlu.watcher import watch
+    from danlu.api import audit, cases, check, diagnose, diff, lr_find, reproduce
     from danlu.engine import fit
     from danlu.errors import DanluError, HyperparameterError, RecipeError, RunNotFound, StoreError
+    from danlu.events import Callback
     from danlu.recipe import Recipe, load_recipe, load_recipe_class
     from danlu.report import Finding, Report, Table
     from danlu.track import Run, init
+    from danlu.watcher import watch
 
 
 def __getattr__(name: str):

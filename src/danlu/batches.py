@@ -1,10 +1,5 @@
-"""Small operations on batches: move to a device, find the input and target, swap the input.
-
-The recipe contract says a batch is ``(input, target)`` unless the recipe overrides
-``forward()``. Checks that need to change the input (zero it, ask for its gradient,
-measure its scale) go through :func:`split` and :func:`with_inputs`; when a batch has
-another shape they raise :class:`SkipCheck` with the reason instead of guessing.
-"""
+"""Small operations on nested batches and items: their leaves, size, content hash, and
+indices spread over a dataset. (Moving to a device is danlu.device.to_device.)"""
 
 from __future__ import annotations
 
@@ -12,30 +7,7 @@ from typing import Any
 
 import torch
 
-from danlu.device import to_device
-from danlu.checks.doctor.base import SkipCheck
-
-__all__ = ["to_device", "split", "with_inputs", "batch_size_of", "leaves", "fingerprint"]
-
-
-def split(batch: Any) -> tuple[torch.Tensor, Any]:
-    """(inputs, target) of an ``(input, target)`` batch whose input is a tensor; else SkipCheck."""
-    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-        raise SkipCheck(
-            f"batches are {type(batch).__name__}, not (input, target) pairs; this check needs to "
-            "change the input tensor"
-        )
-    inputs = batch[0]
-    if not isinstance(inputs, torch.Tensor):
-        raise SkipCheck(f"the batch input is a {type(inputs).__name__}, not a tensor")
-    return inputs, batch[1]
-
-
-def with_inputs(batch: Any, inputs: torch.Tensor) -> Any:
-    """The same batch with its input replaced (same container type)."""
-    items = list(batch)
-    items[0] = inputs
-    return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+__all__ = ["batch_size_of", "leaves", "fingerprint", "spread"]
 
 
 def batch_size_of(batch: Any) -> int:
@@ -76,3 +48,10 @@ def fingerprint(value: Any) -> str:
         else:
             digest.update(f"V{type(leaf).__name__}:{leaf!r}".encode())
     return digest.hexdigest()
+
+
+def spread(n: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n), always including 0 and n-1."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})

@@ -17,7 +17,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DanluError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu.")
+        raise DanluError("device='cuda' was asked for, but torch sees no CUDA device here; use device='cpu' (or 'auto').")
     return dev
 
 

@@ -1,12 +1,12 @@
 """fit(): danlu's training loop. One loop, in a fixed order, with extras hung on named events.
 
-Per step:   set LR (scheduler) -> forward -> loss -> backward -> (clip) -> optimizer step
-            -> log train/loss and lr (T1) -> every probe_every steps: loss on one random
+Per step:   the one training step (danlu.step.TrainStep: forward, loss, backward, clip,
+            optimizer step, scheduler step) -> log train/loss and lr (T1) -> every probe_every steps: loss on one random
             validation batch (T1) -> on_step_end / on_probe_end
 Per epoch:  whole validation set with the recipe's metrics (C3) -> best/last checkpoints
             (T3) -> early stopping on val loss with patience (T3) -> on_epoch_end
 
-Events, dispatched only by `_Callbacks.emit`, in this order (locked by a test):
+Events (danlu.events), dispatched only by `_Callbacks.emit`, in this order (locked by a test):
     on_fit_start, (on_step_end, [on_probe_end])*, on_epoch_end, ..., on_fit_end
 """
 
@@ -14,33 +14,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
-from torch.utils.data import Subset
 
 from danlu.device import resolve_device, to_device
-from danlu.recipe import Recipe, recipe_source
-from danlu.repro import rng_state, seed_everything, set_rng_state
-from danlu.store.base import Store
+from danlu.events import EVENTS, Callback, Event, check_hooks
+from danlu.recipe import Recipe, recipe_source, recipe_spec
+from danlu.repro import rng_state, set_rng_state
+from danlu.step import prepare
+from danlu.store.base import RunStatus, Store
 from danlu.track import Run, open_run, reopen_run
 
-__all__ = ["fit", "FitState", "FitResult", "Callback", "EVENTS", "resolve_device", "evaluate"]
-
-EVENTS = ("on_fit_start", "on_step_end", "on_probe_end", "on_epoch_end", "on_fit_end")
-
-
-class Callback:
-    """Base for engine extras; override any of the EVENTS. Each receives the FitState."""
-
-    def on_fit_start(self, state: "FitState") -> None: ...
-    def on_step_end(self, state: "FitState") -> None: ...
-    def on_probe_end(self, state: "FitState") -> None: ...
-    def on_epoch_end(self, state: "FitState") -> None: ...
-    def on_fit_end(self, state: "FitState") -> None: ...
-
+__all__ = ["fit", "FitState", "FitResult", "Callback", "Event", "EVENTS", "resolve_device", "evaluate"]
 
 @dataclass
 class FitState:
@@ -67,12 +56,12 @@ class FitState:
     best_metrics: dict[str, float] = field(default_factory=dict)
     bad_epochs: int = 0
     stop_reason: str | None = None
-    stop_status: str = "finished"
+    stop_status: RunStatus = "finished"
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     status_line: str = ""             # one line a callback wants shown (e.g. the live diagnosis)
     baseline_loss: float | None = None  # loss of always predicting the training prior (D1, T2)
 
-    def stop(self, reason: str, status: str = "stopped") -> None:
+    def stop(self, reason: str, status: RunStatus = "stopped") -> None:
         """Ask the loop to end after the current step (e.g. a diverging run, a pruned trial)."""
         if self.stop_reason is None:
             self.stop_reason, self.stop_status = reason, status
@@ -83,19 +72,25 @@ class FitState:
 
 @dataclass
 class FitResult:
+    """How a fit ended: the run, its final status and summary, the steps taken."""
+
     run_id: str
     name: str
-    status: str
+    status: RunStatus
     summary: dict[str, Any]
     steps: int
     stop_reason: str | None = None
 
 
 class _Callbacks:
-    def __init__(self, callbacks: Iterable[Any]) -> None:
-        self.callbacks = list(callbacks)
+    """The callbacks of one fit; the only place events are dispatched from."""
 
-    def emit(self, event: str, state: FitState) -> None:
+    def __init__(self, callbacks: Iterable[Callback]) -> None:
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            check_hooks(cb)
+
+    def emit(self, event: Event, state: FitState) -> None:
         for cb in self.callbacks:
             hook = getattr(cb, event, None)
             if hook is not None:
@@ -175,14 +170,6 @@ def _restore_epoch_start(loader, saved: dict) -> None:
         gen.set_state(saved["loader_generator"])
 
 
-def _subset(dataset, fraction: float, seed: int):
-    if fraction >= 1.0:
-        return dataset
-    n = max(1, int(round(len(dataset) * fraction)))
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
-    return Subset(dataset, sorted(order.tolist()))
-
-
 def fit(
     recipe: Recipe,
     *,
@@ -192,7 +179,7 @@ def fit(
     tags: Iterable[str] = (),
     device: str | torch.device | None = None,
     resume: str | None = None,
-    callbacks: Iterable[Any] = (),
+    callbacks: Iterable[Callback] = (),
     progress: bool = True,
     max_steps: int | None = None,
     data_fraction: float = 1.0,
@@ -206,6 +193,7 @@ def fit(
     """
     from danlu.store import open_store
 
+    events = _Callbacks(list(callbacks) + ([_progress_display()] if progress else []))  # bad hooks: before any run
     store = store if isinstance(store, Store) else open_store(store)
     device = resolve_device(device)
 
@@ -224,23 +212,16 @@ def fit(
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         run = reopen_run(store, record)
     else:
-        spec = getattr(type(recipe), "__danlu_spec__", None) or f"{recipe_source(recipe)}:{type(recipe).__name__}"
+        spec = recipe_spec(recipe)
         run = open_run(store=store, kind="train", name=name, note=note, tags=tags,
                        config=recipe.hparams(), recipe=spec, parent=parent)
 
     # --- data, model, optimizer, schedule (seeded: same seed, same everything) ------------
-    seed_everything(recipe.seed)
-    train, val = recipe.data()
-    train = _subset(train, data_fraction, recipe.seed)
-    recipe.resolve_task(train)
-    train_loader, val_loader = recipe.loaders(train, val)
-    model = recipe.model().to(device)
-    optimizer = recipe.optimizer(model.parameters())
-    steps_per_epoch = len(train_loader)
-    total_steps = recipe.epochs * steps_per_epoch
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    scheduler = recipe.scheduler(optimizer, total_steps)
+    prep = prepare(recipe, device, max_steps=max_steps, data_fraction=data_fraction)
+    train, val, model, step = prep.train, prep.val, prep.model, prep.step
+    train_loader, val_loader = prep.train_loader, prep.val_loader
+    optimizer, scheduler = step.optimizer, step.scheduler
+    steps_per_epoch, total_steps = prep.steps_per_epoch, prep.total_steps
     collate = getattr(val_loader, "collate_fn", None) or torch.utils.data.default_collate
 
     if capture and checkpoint is None:
@@ -259,7 +240,6 @@ def fit(
             setattr(state, key, value)
         start_epoch, skip_batches = checkpoint["epoch"], checkpoint["batch_in_epoch"]
 
-    events = _Callbacks(list(callbacks) + ([_progress_display()] if progress else []))
     ckpt_dir = run.dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     probe_every = max(1, recipe.probe_every)
@@ -287,15 +267,8 @@ def fit(
                 batch_in_epoch = skip_batches
 
             for batch in batches:
-                state.lr = optimizer.param_groups[0]["lr"]
-                output, target = recipe.forward(model, to_device(batch, device))
-                loss = recipe.loss(output, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if recipe.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                optimizer.step()
-                scheduler.step()
+                state.lr = step.lr
+                loss = step(batch).loss
                 state.step += 1
                 batch_in_epoch += 1
 
@@ -365,7 +338,7 @@ def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run:
 
 def _baseline_loss(train, task: str) -> float | None:
     """Majority-class (or mean-predictor) loss from up to 2,000 training targets; RNG untouched."""
-    from danlu.curves.baseline import baseline_loss, dataset_targets
+    from danlu.baseline import baseline_loss, dataset_targets
 
     saved = rng_state()
     try:
@@ -399,12 +372,15 @@ def _summary(state: FitState, elapsed: float) -> dict[str, Any]:
 
 
 def _capture(run: Run, recipe: Recipe, train, val) -> None:
-    """Reproducibility record (E1, E3) and a code snapshot (E4); never stops training."""
+    """Reproducibility record (E1, E3) and a code snapshot (E4); never stops training, and never
+    changes it: reading items to fingerprint the data may draw random numbers (augmentation),
+    so every RNG is put back afterwards."""
     import sys
 
     from danlu.repro import capture, snapshot_code
 
     source = recipe_source(recipe)
+    saved = rng_state()
     try:
         record = capture(source, train, val, argv=sys.argv, hparams=recipe.hparams(), seed=recipe.seed)
         if source is not None:
@@ -412,6 +388,8 @@ def _capture(run: Run, recipe: Recipe, train, val) -> None:
             record["recipe_file"] = source.name
     except Exception as exc:  # pragma: no cover - capture problems are reported, not fatal
         record = {"error": f"capture failed: {exc!r}"}
+    finally:
+        set_rng_state(saved)
     run.store.update_run(run.id, repro=record)
 
 

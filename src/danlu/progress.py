@@ -7,11 +7,12 @@ import time
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from danlu.console import err_console, escape
+from danlu.events import Callback
 
 __all__ = ["TrainingProgress"]
 
 
-class TrainingProgress:
+class TrainingProgress(Callback):
     """Engine callback drawing a rich progress bar on stderr (stdout stays clean for --json)."""
 
     def __init__(self, console=None) -> None:

@@ -22,9 +22,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from danlu.errors import HyperparameterError, RecipeError
+from danlu.errors import HyperparameterError, RecipeError, user_frame
 
-__all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "infer_task"]
+__all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "infer_task", "recipe_spec",
+           "recipe_source", "check_data", "check_model"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -55,7 +56,7 @@ class Recipe:
     grad_clip: float = 0.0         # max global gradient norm; 0 = off
     num_workers: int = 0           # DataLoader worker processes
 
-    #: "classification" or "regression"; None infers it from the targets' dtype.
+    #: "classification" or "regression"; None infers it from the targets' dtype (set per instance then).
     task: ClassVar[str | None] = None
 
     def __init__(self, **overrides: Any) -> None:
@@ -92,7 +93,7 @@ class Recipe:
         return out
 
     @classmethod
-    def from_strings(cls, overrides: dict[str, str]) -> "Recipe":
+    def from_strings(cls, overrides: dict[str, str]) -> Recipe:
         """Build a recipe from command-line `key=value` strings, coerced to the declared types."""
         fields = cls.fields()
         values: dict[str, Any] = {}
@@ -154,7 +155,7 @@ class Recipe:
         """DataLoaders from batch_size; shuffle the training set only (D7)."""
         gen = torch.Generator()
         gen.manual_seed(self.seed)
-        common = dict(batch_size=self.batch_size, num_workers=self.num_workers)
+        common: dict[str, Any] = {"batch_size": self.batch_size, "num_workers": self.num_workers}
         if self.num_workers:
             common["worker_init_fn"] = _seed_worker
             common["persistent_workers"] = False
@@ -184,7 +185,7 @@ class Recipe:
     def resolve_task(self, train: Dataset) -> str:
         """Set and return self.task, inferring it from the first training target when unset."""
         if self.task is None:
-            self.task = infer_task(train)
+            self.task = infer_task(train)  # type: ignore[misc]  # the class default, resolved per instance
         elif self.task not in ("classification", "regression"):
             raise RecipeError(
                 f"{type(self).__name__}.task is {self.task!r}; use 'classification', "
@@ -243,7 +244,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _check_type(cls: type, name: str, tp: Any, value: Any) -> Any:
+def _check_type(cls: type[Recipe], name: str, tp: Any, value: Any) -> Any:
     """Validate a Python value for a field; ints are accepted for floats."""
     origin = typing.get_origin(tp)
     ok = True
@@ -279,7 +280,7 @@ def _check_type(cls: type, name: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def _coerce(cls: type, name: str, tp: Any, text: str) -> Any:
+def _coerce(cls: type[Recipe], name: str, tp: Any, text: str) -> Any:
     """Turn a command-line string into a value of the field's declared type."""
     origin = typing.get_origin(tp)
     candidates = typing.get_args(tp) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (tp,)
@@ -368,8 +369,8 @@ def load_recipe_class(spec: str | Path) -> type[Recipe]:
         raise RecipeError(f"Syntax error in recipe {exc.filename}:{exc.lineno}: {exc.msg}") from exc
     except Exception as exc:
         del sys.modules[module_name]
-        frame = _last_frame_in(exc, str(path))
-        where = f" (at {frame})" if frame else ""
+        frame = user_frame(exc, str(path)).splitlines()
+        where = f" (at {frame[0]})" if frame else ""
         raise RecipeError(f"Importing recipe '{path}' failed{where}: {type(exc).__name__}: {exc}") from exc
 
     found = {
@@ -425,11 +426,29 @@ def recipe_source(recipe: Recipe | type[Recipe]) -> Path | None:
         return None
 
 
-def _last_frame_in(exc: BaseException, filename: str) -> str | None:
-    import traceback
+def recipe_spec(recipe: Recipe | type[Recipe]) -> str:
+    """How runs record a recipe: 'path/to/file.py:ClassName' (the class name alone without a file)."""
+    cls = recipe if isinstance(recipe, type) else type(recipe)
+    spec = getattr(cls, "__danlu_spec__", None)
+    if spec:
+        return str(spec)
+    source = recipe_source(cls)
+    return f"{source}:{cls.__name__}" if source else cls.__name__
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
-    if not frames:
-        return None
-    f = frames[-1]
-    return f"{Path(f.filename).name}:{f.lineno} in {f.name}"
+
+def check_data(recipe: Recipe, out: Any) -> tuple[Dataset, Dataset]:
+    """What data() returned, as (train, val); anything else is a RecipeError that says what to return."""
+    name = type(recipe).__name__
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+        raise RecipeError(f"{name}.data() must return (train, val): two datasets; it returned {got}. "
+                          "Return e.g. `TensorDataset(x_train, y_train), TensorDataset(x_val, y_val)`.")
+    return out[0], out[1]
+
+
+def check_model(recipe: Recipe, model: Any) -> nn.Module:
+    """What model() returned, when it is an nn.Module; anything else is a RecipeError."""
+    if not isinstance(model, nn.Module):
+        raise RecipeError(f"{type(recipe).__name__}.model() must return a torch.nn.Module; it returned "
+                          f"{type(model).__name__}. Build and return the network, e.g. `return nn.Sequential(...)`.")
+    return model

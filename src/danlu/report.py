@@ -8,10 +8,11 @@ model, many views").
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from danlu.plain import jsonable
 
 __all__ = ["Finding", "Table", "Report", "STATUS_ORDER", "Status"]
 
@@ -36,7 +37,7 @@ class Finding:
     seconds: float = 0.0          # time the check took
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Table:
     rows: list[list[Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Report:
         return "pass"
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in STATUS_ORDER}
+        out = dict.fromkeys(STATUS_ORDER, 0)
         for f in self.findings:
             out[f.status] = out.get(f.status, 0) + 1
         return out
@@ -93,12 +94,12 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "tables": [t.to_dict() for t in self.tables],
             "images": list(self.images),
-            "meta": _jsonable(self.meta),
+            "meta": jsonable(self.meta),
             "created": self.created,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         return cls(
             kind=data["kind"],
             title=data.get("title", data["kind"]),
@@ -109,27 +110,3 @@ class Report:
             meta=dict(data.get("meta", {})),
             created=data.get("created", time.time()),
         )
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn numpy/torch scalars, tuples and non-finite floats into strict-JSON values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return _jsonable(item())
-        except (ValueError, RuntimeError):
-            pass
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return _jsonable(tolist())
-    return str(value)

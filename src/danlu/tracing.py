@@ -19,15 +19,16 @@ first autograd node whose incoming gradient is finite but whose outgoing one is 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from danlu.checks.doctor.base import is_user_file
 from danlu.batches import leaves
+from danlu.errors import is_user_file
 
 __all__ = ["ModuleStack", "OpTracer", "Origin", "trace_nonfinite", "user_line"]
 
@@ -240,7 +241,7 @@ class _NonFiniteTracer:
                 )
         return hook
 
-    def __enter__(self) -> "_NonFiniteTracer":
+    def __enter__(self) -> _NonFiniteTracer:
         self.mode.__enter__()
         return self
 

@@ -17,16 +17,17 @@ import shlex
 import sys
 import time
 import weakref
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from danlu.report import Report
 from danlu.store import open_store
-from danlu.store.base import RunRecord, Store
+from danlu.store.base import RunRecord, RunStatus, Store
 
-__all__ = ["Run", "init", "open_run", "reopen_run", "current_run", "attach_report"]
+__all__ = ["Run", "init", "open_run", "reopen_run", "current_run", "attach_report", "open_tool_run", "keep_report"]
 
-_LIVE: "weakref.WeakSet[Run]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 class Run:
@@ -78,7 +79,7 @@ class Run:
         self.store.update_run(self.id, summary=self.record.summary)
 
     # ------------------------------------------------------------- closing
-    def finish(self, status: str = "finished", summary: Mapping[str, Any] | None = None) -> None:
+    def finish(self, status: RunStatus = "finished", summary: Mapping[str, Any] | None = None) -> None:
         """Flush every point, set the final status and summary. Safe to call twice."""
         if self._finished:
             return
@@ -89,7 +90,7 @@ class Run:
         self.record.status = status
         self.store.update_run(self.id, status=status, summary=self.record.summary, ended=time.time())
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -179,6 +180,69 @@ def attach_report(store: Store, run_id: str, report: Report, image_root: str | o
             shutil.copyfile(Path(image_root) / rel, target)
     report.meta["run_id"] = run_id
     return store.save_report(run_id, report.kind, report.to_dict())
+
+
+def open_tool_run(
+    store: Store | str | os.PathLike | None,
+    kind: str,
+    recipe: Any = None,
+    *,
+    name: str | None = None,
+    note: str = "",
+    tags: Iterable[str] = (),
+    data: Mapping[str, Any] | None = None,
+) -> Run:
+    """A run for a tool's work on a recipe (a check, an audit, an LR search): the recipe, its
+    hyperparameters and the reproducibility record (E1), like a training run's."""
+    from danlu.recipe import recipe_source, recipe_spec
+    from danlu.repro import capture
+
+    config = recipe.hparams() if recipe is not None else {}
+    run = open_run(store=store, kind=kind, name=name, note=note, tags=tags, config=config,
+                   recipe=recipe_spec(recipe) if recipe is not None else None)
+    try:
+        record = capture(recipe_source(recipe) if recipe is not None else None, argv=sys.argv, hparams=config,
+                         seed=getattr(recipe, "seed", None))
+        if data is not None:
+            record["data"] = dict(data)
+    except Exception as exc:  # a record must never stop the report from being kept
+        record = {"error": f"capture failed: {exc!r}"}
+    run.store.update_run(run.id, repro=record)
+    return run
+
+
+def keep_report(
+    report: Report,
+    *,
+    store: Store | str | os.PathLike | None = None,
+    run: Run | str | None = None,
+    recipe: Any = None,
+    image_root: str | os.PathLike | None = None,
+    name: str | None = None,
+    tags: Iterable[str] = (),
+    summary: Mapping[str, Any] | None = None,
+) -> str:
+    """Keep a tool's report in the store; return the id of the run that holds it.
+
+    - ``run=None``: a new run of the report's kind (:func:`open_tool_run`), finished with
+      the report's status and counts as its summary (what run tables show);
+    - ``run=<Run handle>``: the report goes to that open run, which is then finished;
+    - ``run="<id>"``: the report is attached to an existing run (e.g. the training run
+      whose data was audited, whose errors were studied or whose curves were read).
+
+    Images listed in the report are copied from `image_root` into the run's folder.
+    """
+    if isinstance(run, str):
+        if not isinstance(store, Store):
+            store = open_store(store)
+        attach_report(store, run, report, image_root)
+        return run
+    handle = run if run is not None else open_tool_run(store, report.kind, recipe, name=name, tags=tags,
+                                                       data=report.meta.get("data"))
+    attach_report(handle.store, handle.id, report, image_root)
+    counts = {k: v for k, v in report.counts().items() if v}
+    handle.finish("finished", dict(summary) if summary is not None else {report.kind: report.status, **counts})
+    return handle.id
 
 
 def current_run() -> Run | None:

@@ -44,8 +44,8 @@ import torch
 from torch import nn
 
 from danlu.batches import leaves
-from danlu.tracing import Origin, trace_nonfinite
 from danlu.report import Finding, Report
+from danlu.tracing import Origin, trace_nonfinite
 
 __all__ = ["watch", "Watcher", "NonFiniteError"]
 
@@ -156,7 +156,7 @@ class Watcher:
             return
         bad = [n for n, v in zip(names, norms.tolist()) if not torch.isfinite(torch.tensor(v))]
         origin = self.localise()
-        from danlu.checks.doctor.numerics import NonFinite, nonfinite_finding
+        from danlu.checks.doctor.s9_nonfinite import NonFinite, nonfinite_finding
 
         what = f"gradients of {', '.join(bad[:3])}{'...' if len(bad) > 3 else ''} are non-finite"
         finding = nonfinite_finding(NonFinite(), origin, self.step, what, {"bad_params": bad[:20]})
@@ -209,7 +209,7 @@ class Watcher:
             outs = [o for o in leaves(output) if isinstance(o, torch.Tensor) and o.requires_grad]
             gen = torch.Generator(device=outs[0].device).manual_seed(0) if outs else None
             seeds = [torch.randn(o.shape, generator=gen, device=o.device, dtype=o.dtype) for o in outs]
-            if outs:
+            if outs:  # gradients to find where a NaN enters the backward pass, on a replay: no training
                 torch.autograd.backward(outs, grad_tensors=seeds)
 
         try:
@@ -232,7 +232,7 @@ class Watcher:
         self._uninstall()
         self._args, self._kwargs = (), {}
 
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from danlu.cli import main
+from danlu.errors import DanluError
+from danlu.recipe import load_recipe_class
+
 TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "audit"))
-from audit_planted import MemoryStore  # noqa: E402
-
-from danlu.errors import DanluError  # noqa: E402
-from danlu.recipe import load_recipe_class  # noqa: E402
-
 TINY = TESTS / "recipes" / "tiny.py"
 
 
-def parser():
-    import danlu.cli.cases as cli_cases
-
-    p = argparse.ArgumentParser(prog="danlu")
-    cli_cases.register(p.add_subparsers(dest="command"))
-    return p
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    import danlu.cli.cases as cli_cases
-
-    s = MemoryStore(tmp_path / "store")
-    monkeypatch.setattr(cli_cases, "open_store_from_args", lambda args, create=True: s)
-    return s
+def cases(store, *argv: str) -> int:
+    return main(["cases", *argv, "--store", str(store.root)])
 
 
 def trained_run(store, seed: int, hidden: int = 16):
@@ -60,8 +43,7 @@ def trained_run(store, seed: int, hidden: int = 16):
 
 def test_cases_of_one_run_is_stored_with_it(store, capsys):
     run = trained_run(store, seed=0)
-    args = parser().parse_args(["cases", run.id, "--json", "--top", "5"])
-    assert args.func(args) == 0
+    assert cases(store, run.id, "--json", "--top", "5") == 0
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "cases" and out["meta"]["runs"] == [run.id]
     whole = next(f for f in out["findings"] if f["id"] == "C3")
@@ -75,8 +57,7 @@ def test_cases_of_one_run_is_stored_with_it(store, capsys):
 
 def test_cases_of_several_runs_adds_the_ensemble(store, capsys):
     runs = [trained_run(store, seed=s, hidden=8 + 4 * s) for s in range(3)]
-    args = parser().parse_args(["cases", *[r.id for r in runs], "--quiet"])
-    assert args.func(args) == 0
+    assert cases(store, *[r.id for r in runs], "--quiet") == 0
     text = capsys.readouterr().out
     assert "C4" in text and "prob-avg" in text and "vote" in text
     (saved,) = store.list_reports(runs[0].id, "cases")
@@ -87,6 +68,8 @@ def test_cases_of_several_runs_adds_the_ensemble(store, capsys):
 def test_missing_checkpoint_is_a_clear_error(store):
     cls = load_recipe_class(TINY)
     record = store.create_run(kind="train", recipe=cls.__danlu_spec__, config=cls().hparams())
-    args = parser().parse_args(["cases", record.id])
+    import danlu
+
     with pytest.raises(DanluError, match="no best checkpoint"):
-        args.func(args)
+        danlu.cases(record.id, store=store)
+    assert cases(store, record.id) == 2

@@ -29,7 +29,7 @@ from danlu.evaluation import (
 from danlu.evaluation.ensemble import vote
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "audit"))
+sys.path.insert(0, str(TESTS / "checks" / "audit"))
 from audit_planted import digits  # noqa: E402
 
 

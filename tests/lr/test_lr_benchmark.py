@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from danlu.lr import lr_range_test
 from danlu.engine import fit
+from danlu.lr import lr_range_test
 from danlu.recipe import load_recipe
 
 GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)

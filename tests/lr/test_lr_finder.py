@@ -146,7 +146,7 @@ def test_scan_divides_on_nan_multiplies_when_slow_and_picks_the_best(store, tiny
 
 
 def test_scan_judges_a_run_stuck_above_a_working_lr_as_too_high():
-    from danlu.lr.scan import _judge, _ScanRow
+    from danlu.lr.coarse import _judge, _ScanRow
 
     rows = [_ScanRow(1e-1, "a", "plateau", train_start=2.4, train_end=2.3),   # dead units at the baseline
             _ScanRow(1e-2, "b", "learning", train_start=2.3, train_end=0.1),

@@ -20,14 +20,14 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 #: What every store asset holds (the test compares against it after migrating).
 EXPECTED = {
-    "baseline": dict(
-        status="finished", kind="train", recipe="/project/examples/digits.py:Digits",
-        note="baseline: default hyperparameters", tags=["main"],
-        config={"lr": 0.0003, "hidden": 64, "seed": 0},
-        summary={"best_val_loss": 0.125, "epoch_of_best": 3, "acc": 0.97},
-        repro={"git": {"commit": "0123abc", "dirty": False}, "python": "3.11.7"},
-    ),
-    "probe": dict(status="running", kind="init", host="asset-builder", tags=["explore", "wide"]),
+    "baseline": {
+        "status": "finished", "kind": "train", "recipe": "/project/examples/digits.py:Digits",
+        "note": "baseline: default hyperparameters", "tags": ["main"],
+        "config": {"lr": 0.0003, "hidden": 64, "seed": 0},
+        "summary": {"best_val_loss": 0.125, "epoch_of_best": 3, "acc": 0.97},
+        "repro": {"git": {"commit": "0123abc", "dirty": False}, "python": "3.11.7"},
+    },
+    "probe": {"status": "running", "kind": "init", "host": "asset-builder", "tags": ["explore", "wide"]},
 }
 
 

@@ -165,17 +165,17 @@ def main() -> None:  # pragma: no cover - prints the numbers the slow tests boun
 
     print(f"{N:,} points per series; CPU time of this process (flush: of the flushing thread)")
     for label, kwargs in [
-        ("1 key, 1,000 steps per flush", dict(per_flush=1000)),
-        ("10 keys, 100 steps per flush (1,000 points)", dict(per_flush=100, keys=10)),
-        ("1 key, 100 steps per flush", dict(per_flush=100)),
-        ("1 key, 1,000 steps per flush, 10% rewritten every 100,000 steps", dict(rewind_every=100_000)),
+        ("1 key, 1,000 steps per flush", {"per_flush": 1000}),
+        ("10 keys, 100 steps per flush (1,000 points)", {"per_flush": 100, "keys": 10}),
+        ("1 key, 100 steps per flush", {"per_flush": 100}),
+        ("1 key, 1,000 steps per flush, 10% rewritten every 100,000 steps", {"rewind_every": 100_000}),
     ]:
         with tempfile.TemporaryDirectory() as folder:
             store = open_store(Path(folder) / "s")
             run = store.create_run()
             per_point, expected = _write_like_a_training_run(store, run.id, **kwargs)
             read = _check_read(store, run.id, expected)
-            tail = _best_of(5, lambda: store.read_series(run.id, "loss", start=len(expected) - 100))
+            tail = _best_of(5, lambda s=store, r=run, e=expected: s.read_series(r.id, "loss", start=len(e) - 100))
             chunks = store._conn().execute("SELECT count(*) FROM chunks").fetchone()[0]
             print(f"{label}:\n  writer flush {per_point * 1e6:.3f} us/point; read_series(loss) "
                   f"{read * 1e3:.1f} ms ({len(expected):,} points); newest 100 points {tail * 1e3:.2f} ms; "

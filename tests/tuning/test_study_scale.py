@@ -14,7 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 from danlu.tuning.executors import LocalProcesses, RayExecutor, Sequential
-from danlu.tuning.study import Study, StudySpec, load_optuna_study, local_storage_url, new_study, open_storage
+from danlu.tuning.spec import StudySpec
+from danlu.tuning.storage import load_optuna_study, local_storage_url, open_storage
+from danlu.tuning.study import Study, new_study
 
 RUNNER = """
 import sys

@@ -51,9 +51,9 @@ def test_any_float_range_round_trips(lo, factor, log):
 
 
 @pytest.mark.parametrize("token, words", [
-    ("lr", ["Cannot read --vary token 'lr'", "NAME=LOW..HIGH"]),
+    ("lr", ["Cannot read vary token 'lr'", "NAME=LOW..HIGH"]),
     ("lr=", ["nothing after '='"]),
-    ("lr=1e-3", ["single value", "--fix lr=1e-3"]),
+    ("lr=1e-3", ["single value", "fix it instead (lr=1e-3)"]),
     ("lr=1e-5..1e-1:lgo", ["Unknown option 'lgo'", "log"]),
     ("lr=1e-1..1e-5", ["empty or reversed", "LOW < HIGH"]),
     ("lr=0..1e-1:log", ["log range must be above 0", "drop ':log'"]),

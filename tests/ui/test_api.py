@@ -162,8 +162,8 @@ def test_compare_lists_what_differs(client, sample):
 
 
 def test_compare_code_and_packages():
+    from danlu.repro.diff import differences
     from danlu.store.base import RunRecord
-    from danlu.ui.compare import differences
 
     r1 = RunRecord("a", "a", repro={"git": {"commit": "1" * 40, "diff": "x\n" * 300},
                                     "env": {"packages": ["numpy==2.0", "torch==2.13.0"]},

@@ -263,7 +263,8 @@ def test_reports_pages(env, page):
     assert "set dropout to 0 for this check" in body and "dropout left on" in body
     assert XSS in body and page.locator(".report script").count() == 0
     assert page.locator(".report-table tbody tr").count() == 3
-    page.wait_for_function("() => document.querySelector('.images img').complete && document.querySelector('.images img').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('.images img').complete "
+                           "&& document.querySelector('.images img').naturalWidth > 0")
     shot(page, "report")
 
 

@@ -53,7 +53,7 @@ def test_cli_refuses_open_network_binding(sample, monkeypatch):
 def test_busy_port_is_a_clear_error():
     first = bind("127.0.0.1", 0)
     try:
-        with pytest.raises(DanluError, match="--port"):
+        with pytest.raises(DanluError, match="another port"):
             bind("127.0.0.1", first.getsockname()[1])
     finally:
         first.close()

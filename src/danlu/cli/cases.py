@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
-from danlu.console import err_console, escape
+from danlu.cli.options import add_json_arg, add_store_arg, print_json
+from danlu.console import console, escape
 
-__all__ = ["register", "cmd_cases", "cases_and_save"]
+__all__ = ["register", "cmd_cases"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,55 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from danlu.errors import DanluError
+    import danlu
     from danlu.render import print_report
 
-    if args.top < 1:
-        raise DanluError(f"--top must be at least 1, got {args.top}.")
-    store = open_store_from_args(args, create=False)
-    report = cases_and_save(store, args.runs, top=args.top, device=args.device,
-                            progress=not (args.quiet or args.json), save=not args.no_save)
+    report = danlu.cases(args.runs, top=args.top, device=args.device, progress=not (args.quiet or args.json),
+                         store=args.store, save=not args.no_save)
     if args.json:
         print_json(report.to_dict())
     else:
         print_report(report)
         if not args.no_save:
-            first = report.meta["runs"][0]
-            err_console.print(f"[dim]stored with run {escape(first)}; images under "
-                              f"{escape(str(store.run_dir(first, create=False)))}[/]")
+            console.print(f"[dim]kept with run {escape(report.meta['runs'][0])}: "
+                          f"danlu show {escape(report.meta['runs'][0])}[/]")
     return 0
-
-
-def cases_and_save(store, refs: list[str], *, top: int = 10, device: str | None = None, progress: bool = True,
-                   save: bool = True):
-    """Case study of the runs `refs` (several: with the C4 ensemble), stored with the first run; returns the Report."""
-    import torch
-
-    from danlu.evaluation.runs import load_run, save_cases
-    from danlu.evaluation.case_study import build_report, predict_with_progress
-    from danlu.errors import DanluError
-
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = [load_run(store, ref, device="cpu") for ref in refs]
-    if len({r.record.id for r in loaded}) != len(loaded):
-        raise DanluError("The same run is named twice; an ensemble needs different runs.")
-    preds, names, val = [], [], None
-    for run in loaded:
-        train, val_k = run.recipe.data()
-        run.recipe.resolve_task(train)
-        preds.append(predict_with_progress(run.recipe, run.model, val_k, dev, progress, run.record.name))
-        names.append(run.record.name)
-        val = val if val is not None else val_k
-        if len(preds[-1]) != len(preds[0]) or (preds[-1].targets != preds[0].targets).any():
-            raise DanluError(f"Run {names[-1]} was validated on other data than {names[0]}; an ensemble (C4) "
-                             "needs runs of the same validation set.")
-    first = loaded[0].record
-    title = (f"case study of {first.name} ({first.id}) on {len(preds[0]):,} validation samples"
-             + (f", with an ensemble of {len(preds)} runs" if len(preds) > 1 else ""))
-    with tempfile.TemporaryDirectory(prefix="danlu-cases-") as tmp:
-        report = build_report(preds, names, val, top_k=top, out_dir=tmp, title=title)
-        report.meta["runs"] = [r.record.id for r in loaded]
-        report.meta["checkpoints"] = [str(r.checkpoint) for r in loaded]
-        if save:
-            save_cases(store, first.id, report, tmp)
-    return report

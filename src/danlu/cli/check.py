@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.common import add_json_arg, add_store_arg, print_json
-from danlu.console import console, err_console, escape
+from danlu.cli.options import add_json_arg, add_store_arg, print_json
+from danlu.console import console
 
 __all__ = ["register", "cmd_check"]
 
@@ -40,33 +40,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from danlu.checks.doctor.base import parse_settings
-    from danlu.checks.doctor.runner import run_checks, save_report
-    from danlu.recipe import load_recipe, parse_overrides
+    import danlu
+    from danlu.checks import parse_settings
 
-    recipe = load_recipe(args.recipe, parse_overrides(args.overrides))
-    settings = parse_settings(args.settings)
-    report = run_checks(
-        recipe, only=args.only, skip=args.skip, settings=settings, device=args.device,
-        progress=not (args.quiet or args.json),
+    report = danlu.check(
+        args.recipe, overrides=args.overrides, only=args.only, skip=args.skip,
+        settings=parse_settings(args.settings), device=args.device, progress=not (args.quiet or args.json),
+        store=args.store, save=not args.no_save,
     )
-    if not args.no_save:
-        try:
-            from danlu.cli.common import open_store_from_args
-
-            store = open_store_from_args(args)
-            run_id, _ = save_report(report, recipe, store)
-        except Exception as exc:  # the checks ran; a store problem must not hide their results
-            err_console.print(f"[yellow]warning:[/] the report was not saved: {escape(str(exc))}")
-        else:
-            if not args.json:
-                err_console.print(f"[dim]saved as run {run_id} (danlu show {run_id})[/]")
     if args.json:
         print_json(report.to_dict())
-    else:
-        from danlu.render import print_report
+        return 1 if report.status == "fail" else 0
+    from danlu.render import print_report
 
-        print_report(report, console, verbose=args.verbose)
-        seconds = report.meta.get("seconds", 0.0)
-        console.print(f"[dim]{len(report.findings)} checks in {seconds:.1f} s[/]")
+    print_report(report, console, verbose=args.verbose)
+    seconds = report.meta.get("seconds", 0.0)
+    console.print(f"[dim]{len(report.findings)} checks in {seconds:.1f} s[/]")
+    run_id = report.meta.get("run_id")
+    if run_id:
+        console.print(f"[dim]saved as run {run_id}: danlu show {run_id}[/]")
     return 1 if report.status == "fail" else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from danlu.cli.common import add_store_arg, open_store_from_args
+from danlu.cli.options import add_store_arg, open_store_from_args
 from danlu.console import console, escape
 
 __all__ = ["register", "demo_recipe_path"]
@@ -46,51 +46,37 @@ def _step(title: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import danlu
     from danlu.cli.train import print_result
-    from danlu.engine import fit
-    from danlu.recipe import load_recipe
     from danlu.render import print_report
 
     store = open_store_from_args(args)
     path = demo_recipe_path()
-    recipe = load_recipe(path)
+    recipe = danlu.load_recipe(path)
 
     progress = not args.quiet
 
     _step("1. know the data: class balance, duplicates and leakage, invalid samples, scale (D1-D8)")
-    from danlu.cli.audit import audit_and_save
-
-    audit_report, _ = audit_and_save(store, recipe, progress=progress)
-    print_report(audit_report)
+    print_report(danlu.audit(recipe, progress=progress, store=store))
 
     _step("2. sanity checks before the long run: overfit a batch, initial loss, gradients ... (S1-S13)")
-    from danlu.checks.doctor.runner import run_checks, save_report
-
-    check_report = run_checks(recipe, progress=progress)
-    save_report(check_report, recipe, store)
-    print_report(check_report)
+    print_report(danlu.check(recipe, progress=progress, store=store))
 
     _step("3. train: per-batch loss, validation probes, checkpoints, reproducibility record (T1, T3, E1)")
-    result = fit(recipe, store=store, note="danlu demo", tags=["demo"], device=args.device,
-                 progress=progress)
+    result = danlu.fit(recipe, store=store, note="danlu demo", tags=["demo"], device=args.device,
+                       progress=progress)
     print_result(store, result)
 
     _step("4. read the curves: learning, overfitting, plateau, divergence ... (T2, T3, T4)")
-    from danlu.curves import diagnose_run
-
-    print_report(diagnose_run(store, result.run_id))
+    print_report(danlu.diagnose(result.run_id, store=store))
 
     _step("5. study the errors: per-class metrics, confusion matrix, worst cases, suspicious labels (C2, C3)")
-    from danlu.cli.cases import cases_and_save
-
-    print_report(cases_and_save(store, [result.run_id], device=args.device if args.device != "auto" else None,
-                                progress=progress))
+    print_report(danlu.cases(result.run_id, device=args.device if args.device != "auto" else None,
+                             progress=progress, store=store))
 
     if args.study:
         _step("6. tune with reason: quasi-random exploration, early kills, importance (H1-H5)")
-        from danlu.tuning import run_demo_study
-
-        print_report(run_demo_study(store, path, console))
+        _demo_study(store, path)
 
     _step("what next")
     from rich.table import Table
@@ -115,3 +101,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         nxt.add_row(escape(command), escape(why))
     console.print(nxt)
     return 0 if result.status == "finished" else 1
+
+
+#: Three hyperparameters of examples/digits.py: one that matters a lot (lr), two that matter less.
+DEMO_VARY = ["lr=1e-4..3e-1:log", "hidden=16..128:log,int", "dropout=0..0.5"]
+#: Shorter training so that 12 trials, some pruned, take a few minutes on a laptop CPU.
+DEMO_FIX = {"epochs": "4", "probe_every": "10", "patience": "0"}
+
+
+def _demo_study(store, recipe_path: Path, trials: int = 12) -> None:
+    """Explore lr, hidden and dropout of the digits recipe with ASHA pruning (H1, H2, H4)."""
+    from danlu.render import print_report
+    from danlu.tuning.executors import get_executor
+    from danlu.tuning.study import new_study
+
+    study = new_study(store, str(recipe_path), DEMO_VARY, fixed=DEMO_FIX, trials=trials,
+                      prune="asha", seed=0, command=f"danlu demo --study ({recipe_path})")
+    console.print(f"study [bold]{escape(study.spec.name)}[/]: {trials} quasi-random trials of "
+                  f"{escape(' '.join(DEMO_VARY))}, pruning hopeless ones after {study.spec.min_resource} steps")
+    report = study.run(get_executor(1), 1, console=console)
+    print_report(report, console)
+    if report.meta.get("command"):
+        console.print(f"reproduce the best trial: [bold]{escape(report.meta['command'])}[/]")
+    console.print(f"see it again: danlu study show {escape(study.spec.name)}")

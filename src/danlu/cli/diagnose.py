@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import console, escape
 
 __all__ = ["register", "cmd_diagnose", "print_curve"]
@@ -60,7 +60,7 @@ def print_curve(curves, report, con=None) -> None:
     """A braille plot of the training loss (log10 when it spans decades), the regime's start marked."""
     import numpy as np
 
-    from danlu.curves.plot import terminal_plot
+    from danlu.render import terminal_plot
 
     con = con or console
     t = curves.train.finite()

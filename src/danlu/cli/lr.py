@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
-import time
 
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, print_json
 from danlu.console import console, err_console, escape
 
 __all__ = ["register", "cmd_lr", "parse_lrs"]
@@ -46,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_lrs(text: str | None):
-    from danlu.lr import DEFAULT_SCAN_LRS
     from danlu.errors import DanluError
+    from danlu.lr import DEFAULT_SCAN_LRS
 
     if not text:
         return DEFAULT_SCAN_LRS
@@ -61,63 +58,23 @@ def parse_lrs(text: str | None):
 
 
 def cmd_lr(args: argparse.Namespace) -> int:
-    from danlu.lr import batch_scaling_finding, lr_range_test, lr_scan
-    from danlu.errors import DanluError
-    from danlu.recipe import load_recipe, parse_overrides
-    from danlu.report import Report
+    import danlu
 
-    recipe = load_recipe(args.recipe, parse_overrides(args.overrides))
-    if args.scale_only and not args.ref:
-        raise DanluError("--scale-only rescales a reference run's LR; give the run with --ref RUN.")
-    store = None if args.no_save and not args.scan else open_store_from_args(args)
-    run = None
-    if store is not None and not args.no_save:
-        spec = getattr(type(recipe), "__danlu_spec__", None)
-        run = store.create_run(name=None, kind="lr", recipe=spec, config=recipe.hparams(),
-                               command=shlex.join(["danlu", *sys.argv[1:]]),
-                               note="LR scan" if args.scan else "LR range test")
-    try:
-        if args.scale_only:
-            report = Report(kind="lr", title="LR for a new batch size")
-        elif args.scan:
-            if not args.json:
-                err_console.print("[dim]coarse scan: a short run per LR ...[/]")
-            report = lr_scan(recipe, parse_lrs(args.lrs), steps=args.steps, store=store, device=args.device,
-                             parent=run.id if run else None)
-        else:
-            plot = store.run_dir(run.id) / "lr_range.png" if run else None
-            report = lr_range_test(recipe, device=args.device, start=args.start, end=args.end,
-                                   steps=args.steps or 100, plot_path=plot)
-        if args.ref:
-            if store is None:
-                from danlu.cli.common import open_store_from_args as _open
-
-                store = _open(args)
-            ref = store.get_run(args.ref)
-            if "lr" not in ref.config or "batch_size" not in ref.config:
-                raise DanluError(f"Run {ref.name} ({ref.id}) has no lr and batch_size in its config; "
-                                 "pick a run made by `danlu train` (or logged with both in its config).")
-            report.findings.append(batch_scaling_finding(float(ref.config["lr"]), int(ref.config["batch_size"]),
-                                                         int(recipe.batch_size), ref_name=f"run {ref.name}"))
-    except BaseException:
-        if run is not None:
-            store.update_run(run.id, status="failed", ended=time.time())
-        raise
-    if run is not None:
-        report.meta["run_id"] = run.id
-        store.save_report(run.id, "lr", report.to_dict())
-        summary = {k: report.meta[k] for k in ("suggestion", "confidence", "best_lr") if report.meta.get(k) is not None}
-        store.update_run(run.id, status="finished", ended=time.time(), summary=summary)
+    if not args.json and args.scan:
+        err_console.print("[dim]coarse scan: a short run per LR ...[/]")
+    report = danlu.lr_find(args.recipe, overrides=args.overrides, scan=args.scan,
+                           lrs=parse_lrs(args.lrs) if args.scan else None, steps=args.steps, start=args.start,
+                           end=args.end, ref=args.ref, scale_only=args.scale_only, device=args.device,
+                           store=args.store, save=not args.no_save)
     if args.json:
         print_json(report.to_dict())
     else:
-        _print(report, store, run)
+        _print(report, args.store)
     return 1 if report.status == "fail" else 0
 
 
-def _print(report, store, run) -> None:
-    from danlu.curves.plot import terminal_plot
-    from danlu.render import print_report
+def _print(report, store_path) -> None:
+    from danlu.render import print_report, terminal_plot
 
     points = report.meta.get("points")
     if points:
@@ -128,8 +85,11 @@ def _print(report, store, run) -> None:
         console.print(escape(terminal_plot(lrs, ys, logx=True, width=60, height=10, marks=marks, ymax=top,
                                            xlabel="learning rate (smoothed training loss)")))
     print_report(report, console)
-    if run is not None:
-        folder = store.run_dir(run.id, create=False)
+    run_id = report.meta.get("run_id")
+    if run_id:
+        from danlu.store import open_store
+
+        folder = open_store(store_path).run_dir(run_id, create=False)
         for image in report.images:
             console.print(f" [dim]plot:[/] {escape(str(folder / image))}")
-        console.print(f" [dim]stored as run {run.id} (danlu show {run.id})[/]")
+        console.print(f" [dim]saved as run {run_id}: danlu show {run_id}[/]")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 
-import numpy as np
-
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, print_json
 from danlu.console import console, escape
 
-__all__ = ["register", "load_recorded_recipe", "compare_series"]
+__all__ = ["register", "cmd_reproduce"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,66 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_reproduce)
 
 
-def load_recorded_recipe(store, record):
-    """The run's recipe class, loaded from its own code snapshot (E4), not today's files."""
-    from danlu.errors import DanluError
-    from danlu.repro import load_snapshot
-
-    if not record.recipe:
-        raise DanluError(f"Run {record.name} was not made by `danlu train`; there is no recipe to re-run.")
-    code = store.run_dir(record.id, create=False) / "code"
-    class_name = record.recipe.rpartition(":")[2] or None
-    try:
-        return load_snapshot(code, class_name)
-    except FileNotFoundError:
-        raise DanluError(
-            f"Run {record.name} has no code snapshot in {code}; it cannot be re-run from its own code. "
-            f"Re-run it from the current code with: danlu train {record.recipe} "
-            + " ".join(f"{k}={v}" for k, v in record.config.items())
-        ) from None
-
-
-def compare_series(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> dict:
-    """Point-by-point comparison of two (steps, values) series on their common steps."""
-    (sa, va), (sb, vb) = a, b
-    common, ia, ib = np.intersect1d(sa, sb, return_indices=True)
-    x, y = va[ia], vb[ib]
-    both_nan = np.isnan(x) & np.isnan(y)
-    dev = np.where(both_nan, 0.0, np.abs(x - y))
-    dev = np.where(np.isnan(dev), math.inf, dev)
-    out = {"points": int(len(common)), "only_recorded": int(len(sa) - len(common)),
-           "only_new": int(len(sb) - len(common)), "max_deviation": float(dev.max()) if len(dev) else 0.0}
-    bad = np.nonzero(dev > 0)[0]
-    out["first_different_step"] = int(common[bad[0]]) if len(bad) else None
-    return out
-
-
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    import danlu
     from danlu.cli.train import print_result
-    from danlu.engine import fit
+    from danlu.store import open_store
 
-    store = open_store_from_args(args)
-    record = store.get_run(args.run)
-    recipe = load_recorded_recipe(store, record)(**record.config)
-    result = fit(recipe, store=store, note=f"reproduction of {record.name}", tags=["reproduce"],
-                 device=args.device, progress=not args.quiet, parent=record.id)
-    comparison = {}
-    for name in store.series_names(record.id):
-        if name in store.series_names(result.run_id):
-            comparison[name] = compare_series(store.read_series(record.id, name),
-                                              store.read_series(result.run_id, name))
-    worst = max((c["max_deviation"] for c in comparison.values()), default=math.inf)
-    missing = sum(c["only_recorded"] + c["only_new"] for c in comparison.values())
-    ok = bool(comparison) and worst <= args.tolerance and missing == 0
+    out = danlu.reproduce(args.run, store=args.store, tolerance=args.tolerance, device=args.device,
+                          progress=not args.quiet)
     if args.json:
-        print_json({"recorded": record.id, "new": result.run_id, "max_deviation": worst,
-                    "reproduced": ok, "series": comparison})
-    else:
-        print_result(store, result)
-        for name, c in comparison.items():
-            console.print(f"  {escape(name):<20} {c['points']:>6} points  max deviation {c['max_deviation']:.3g}"
-                          + (f"  (first at step {c['first_different_step']})" if c["first_different_step"] is not None else ""))
-        verdict = "[green]reproduced[/]" if ok else "[red]NOT reproduced[/]"
-        console.print(f"{verdict}: largest deviation {worst:.3g} over {len(comparison)} series "
-                      f"(tolerance {args.tolerance:g}); {missing} unmatched points")
-    return 0 if ok else 1
+        print_json(out.to_dict())
+        return 0 if out.reproduced else 1
+    print_result(open_store(args.store), out.fit)
+    for name, c in out.series.items():
+        first = c["first_different_step"]
+        console.print(f"  {escape(name):<20} {c['points']:>6} points  max deviation {c['max_deviation']:.3g}"
+                      + (f"  (first at step {first})" if first is not None else ""))
+    verdict = "[green]reproduced[/]" if out.reproduced else "[red]NOT reproduced[/]"
+    console.print(f"{verdict}: largest deviation {out.max_deviation:.3g} over {len(out.series)} series "
+                  f"(tolerance {args.tolerance:g}); {out.unmatched} unmatched points")
+    return 0 if out.reproduced else 1

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import STATUS_STYLE, console, escape
 from danlu.render import format_value, print_report, sparkline
 
@@ -186,7 +184,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         t = Table(title="curves", title_justify="left", show_edge=False)
         for col in ("series", "points", "first", "last", "min", ""):
             t.add_column(col)
-        for name, (steps, values) in series.items():
+        for name, (_steps, values) in series.items():
             if name == "epoch":
                 continue
             finite = values[~(values != values)] if len(values) else values
@@ -229,86 +227,44 @@ def _print_repro(repro: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- diff
-def _code_files(store, run_id: str) -> dict[str, str]:
-    root = store.run_dir(run_id, create=False) / "code"
-    out = {}
-    if root.exists():
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.name != "MANIFEST.json":
-                try:
-                    out[str(path.relative_to(root))] = path.read_text(errors="replace")
-                except OSError:
-                    pass
-    return out
-
-
-def diff_runs(store, a, b) -> dict[str, Any]:
-    """Hyperparameter, code (snapshot and git diff) and environment differences of two runs."""
-    from danlu.repro import diff_records
-
-    hp = {}
-    for k in list(a.config) + [k for k in b.config if k not in a.config]:
-        va, vb = a.config.get(k, "<unset>"), b.config.get(k, "<unset>")
-        if va != vb:
-            hp[k] = [va, vb]
-    code_a, code_b = _code_files(store, a.id), _code_files(store, b.id)
-    code = {}
-    for path in sorted(set(code_a) | set(code_b)):
-        ta, tb = code_a.get(path, ""), code_b.get(path, "")
-        if ta != tb:
-            code[path] = "".join(difflib.unified_diff(ta.splitlines(True), tb.splitlines(True),
-                                                      f"{a.name}/{path}", f"{b.name}/{path}"))
-    git_a, git_b = (a.repro.get("git") or {}), (b.repro.get("git") or {})
-    git = {}
-    if git_a.get("commit") != git_b.get("commit"):
-        git["commit"] = [git_a.get("commit"), git_b.get("commit")]
-    if (git_a.get("diff") or "") != (git_b.get("diff") or ""):
-        git["uncommitted_diff"] = "".join(difflib.unified_diff(
-            (git_a.get("diff") or "").splitlines(True), (git_b.get("diff") or "").splitlines(True),
-            f"{a.name}:git-diff", f"{b.name}:git-diff"))
-    try:
-        env = diff_records(a.repro, b.repro)
-    except Exception as exc:  # records from failed captures
-        env = {"error": repr(exc)}
-    return {"a": a.id, "b": b.id, "hparams": hp, "code": code, "git": git, "records": env}
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
-    store = open_store_from_args(args)
-    a, b = store.get_run(args.run_a), store.get_run(args.run_b)
-    d = diff_runs(store, a, b)
+    import danlu
+
+    d = danlu.diff(args.run_a, args.run_b, store=args.store)
     if args.json:
-        print_json(d)
+        print_json(d.to_dict())
         return 0
+    a, b = d.a, d.b
     console.print(f"[bold]{escape(a.name)}[/] ({a.id})  vs  [bold]{escape(b.name)}[/] ({b.id})")
-    if d["hparams"]:
+    hparams = d.section("hyperparameters")
+    if hparams:
         t = Table(title="hyperparameters", title_justify="left", show_edge=False)
         for col in ("name", a.name, b.name):
             t.add_column(escape(col))
-        for k, (va, vb) in d["hparams"].items():
-            t.add_row(escape(k), escape(format_value(va)), escape(format_value(vb)))
+        for row in hparams:
+            t.add_row(escape(row.key), *[escape(format_value(v)) for v in row.values])
         console.print(t)
     else:
         console.print("hyperparameters: identical")
-    if d["code"]:
+    if d.code:
         console.print("[bold]code snapshot[/]")
-        for text in d["code"].values():
+        for text in d.code.values():
             _print_unified(text)
     else:
         console.print("code snapshot: identical")
-    if d["git"]:
-        console.print("[bold]git[/]")
-        if "commit" in d["git"]:
-            console.print(f"  commit {d['git']['commit'][0]} -> {d['git']['commit'][1]}")
-        if "uncommitted_diff" in d["git"]:
-            _print_unified(d["git"]["uncommitted_diff"])
-    rec = {k: v for k, v in (d["records"] or {}).items() if v and k not in ("hparams", "git")}
-    if rec:
-        console.print("[bold]environment and data[/]")
-        for k, v in rec.items():
-            console.print(f"  {escape(k)}: {escape(format_value(v))[:400]}")
-    else:
-        console.print("environment and data: identical")
+    if d.uncommitted:
+        console.print("[bold]uncommitted changes[/]")
+        _print_unified(d.uncommitted)
+    for section in ("code", "environment", "data", "outcome", "other"):
+        rows = d.section(section)
+        if not rows:
+            continue
+        t = Table(title=section, title_justify="left", show_edge=False)
+        for col in ("key", a.name, b.name):
+            t.add_column(escape(col), overflow="fold")
+        for row in rows:
+            t.add_row(escape(row.key), *[escape(format_value(v)) for v in row.values])
+        console.print(t)
     return 0
 
 

@@ -15,7 +15,7 @@ import argparse
 import shlex
 import sys
 
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import console, err_console, escape
 
 __all__ = ["register", "cmd_study"]
@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a varied hyperparameter to isolate: best trial per value, the others optimised away")
     p.add_argument("--seed", type=int, default=0, help="seed of the quasi-random sequence and of TPE (default 0)")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna storage shared by workers, e.g. postgresql://user:pw@host/db (default: a journal file in the store)")
+                   help="Optuna storage shared by workers, e.g. postgresql://user:pw@host/db "
+                        "(default: a journal file in the store)")
     p.add_argument("--ray", default=None, metavar="ADDRESS", help="run trials as Ray tasks ('local' starts Ray here)")
     p.add_argument("--resume", default=None, metavar="NAME", help="continue a stopped or crashed study")
     p.add_argument("--recipe", dest="recipe_override", default=None, metavar="PATH",
@@ -153,43 +154,22 @@ def _print(report, args, name: str) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from danlu.report import Report
-    from danlu.tuning.study import Study, StudyError, StudySpec, local_storage_url
+    from danlu.tuning.study import Study
 
     name = _name_required(args, "show")
     store = open_store_from_args(args, create=False)
-    record = store.get_run(name)
-    if record.kind != "study":
-        raise StudyError(f"'{name}' is a {record.kind} run, not a study; `danlu show {name}` shows runs.")
-    spec = StudySpec.from_dict(record.config)
-    stored = store.list_reports(run_id=record.id, kind="study")
-    if record.status == "finished" and stored:
-        report = Report.from_dict(stored[0].data)
-    else:  # still running, stopped or crashed: analyse what the storage holds now
-        study = Study.__new__(Study)
-        from danlu.tuning.study import open_storage
-
-        study.store, study.spec = store, spec
-        study.storage_url = spec.storage or local_storage_url(store.root)
-        study.storage = open_storage(study.storage_url)
-        study.run_handle = _ReadOnlyRun(record)
-        report = study.analyse()
+    study = Study.load(store, name)
+    report = study.report()
     if not args.json:
+        record = store.get_run(study.run_id)
         console.print(f"[dim]status {record.status}; folder {escape(str(store.run_dir(record.id, create=False)))}[/]")
     return _print(report, args, name)
 
 
-class _ReadOnlyRun:
-    """The few attributes report building reads from a study's run, without taking it over."""
-
-    def __init__(self, record) -> None:
-        self.record, self.id, self.name = record, record.id, record.name
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
-    from danlu.errors import DanluError
     from danlu.tuning.executors import get_executor
-    from danlu.tuning.study import join_study, local_storage_url
+    from danlu.tuning.storage import local_storage_url
+    from danlu.tuning.study import join_study
 
     name = _name_required(args, "worker")
     store = open_store_from_args(args)

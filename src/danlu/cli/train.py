@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.common import add_json_arg, add_store_arg, open_store_from_args, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import console, err_console, escape
 
 __all__ = ["register", "run_training", "print_result"]
@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from danlu.errors import DanluError
-    from danlu.recipe import load_recipe, load_recipe_class, parse_overrides
+    from danlu.rebuild import recipe_from_run
+    from danlu.recipe import load_recipe, parse_overrides
 
     store = open_store_from_args(args)
     if args.resume:
@@ -49,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise DanluError(f"Run {record.name} ({record.id}) is still running; stop it before resuming.")
         if not record.recipe:
             raise DanluError(f"Run {record.name} was not made by `danlu train`; it has no recipe to resume.")
-        recipe = load_recipe_class(args.recipe or record.recipe)(**_stored_config(record))
+        recipe = recipe_from_run(store, record, path=args.recipe)
         if args.overrides:
             raise DanluError("--resume continues a run with its recorded hyperparameters; drop the k=v "
                              "overrides, or start a new run without --resume.")
@@ -98,23 +99,15 @@ def run_training(recipe, store, args, resume=None, callbacks=()):
 
 
 def _report_training_error(store, exc: Exception, recipe_arg: str) -> None:
-    """One screen: what failed, where (the last frame outside torch and danlu), the run, the fix."""
-    import traceback
+    """One screen: what failed, where (the last frame in the user's code), the run, the fix."""
+    from danlu.errors import user_frame
 
-    from pathlib import Path
-
-    import danlu
-
-    ours = str(Path(danlu.__file__).resolve().parent)
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "site-packages" not in f.filename and not f.filename.startswith(ours)]
-    danlu_frames = [f for f in frames if f.filename.startswith(ours)]
-    where = (user or danlu_frames or frames or [None])[-1]
+    where = user_frame(exc)
     run = store.list_runs(limit=1)
     err_console.print(f"[bold red]error:[/] training failed: {escape(type(exc).__name__)}: {escape(str(exc))}")
-    if where is not None:
-        err_console.print(f"  at {escape(where.filename)}:{where.lineno} in {escape(where.name)}"
-                          + (f": {escape(where.line)}" if where.line else ""))
+    if where:
+        first, _, line = where.partition("\n")
+        err_console.print(f"  at {escape(first)}" + (f": {escape(line.strip())}" if line.strip() else ""))
     if run and run[0].status == "failed":
         err_console.print(f"  run {escape(run[0].name)} ({run[0].id}) is kept with status failed and its curves so far")
     err_console.print(f"  fix: run [bold]danlu check {escape(recipe_arg)}[/] (data interface, labels, NaN, shapes) "
@@ -128,14 +121,10 @@ def _live_diagnosis(stop_on: str):
         if stop_on:
             from danlu.errors import DanluError
 
-            raise DanluError("--stop-on needs the curve diagnosis (danlu.curves), which is not available.")
+            raise DanluError("--stop-on needs the curve diagnosis (danlu.curves), which is not available.") from None
         return None
     regimes = {s.strip() for s in stop_on.split(",") if s.strip()}
     return LiveDiagnosis(stop_on=regimes)
-
-
-def _stored_config(record) -> dict:
-    return dict(record.config)
 
 
 def print_result(store, result) -> None:

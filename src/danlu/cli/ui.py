@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from danlu.cli.common import add_store_arg, open_store_from_args
+from danlu.cli.options import add_store_arg, open_store_from_args
 
 __all__ = ["register", "run"]
 
@@ -35,12 +35,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from danlu.ui.server import serve
+    from danlu.errors import DanluError
+    from danlu.ui.server import is_loopback, new_token, serve
 
     if not 0 <= args.port <= 65535:
-        from danlu.errors import DanluError
-
         raise DanluError(f"--port {args.port} is not a port; give 1..65535, or 0 for any free port")
+    if not is_loopback(args.host) and not args.token:
+        raise DanluError(f"--host {args.host} makes the dashboard reachable from other machines; add --token SECRET "
+                         f"(for example --token {new_token()}) so only people with the link can open it, or leave "
+                         "--host out to stay on 127.0.0.1")
     store = open_store_from_args(args, create=False)
     page = ""
     if args.run:

@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
-from danlu.curves.baseline import baseline_loss, dataset_targets
-from danlu.curves.series import Curves, Series, Trend, trend
+from danlu.baseline import baseline_loss, dataset_targets
 from danlu.curves.diagnosis import curves_from_store, diagnose, diagnose_run, headline, primary_finding
 from danlu.curves.live import STOPPABLE, LiveDiagnosis, LiveStatus, parse_stop_on
 from danlu.curves.rules import REGIMES, DiagnosisRule, get_rules, register
+from danlu.curves.series import Curves, Series, Trend, trend
 
 __all__ = [
     "Curves",

@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from danlu.curves.analysis import MIN_TRAIN_POINTS, analyse
-from danlu.curves.series import LR_SERIES, PROBE_SERIES, TRAIN_SERIES, VAL_SERIES, Curves, pick_series
 from danlu.curves.rules import DiagnosisRule, get_rules
+from danlu.curves.series import LR_SERIES, PROBE_SERIES, TRAIN_SERIES, VAL_SERIES, Curves, pick_series
 from danlu.errors import DanluError
 from danlu.report import STATUS_ORDER, Finding, Report
 
@@ -128,13 +129,15 @@ def diagnose_run(
     report = diagnose(curves)
     report.meta.update(run_id=record.id, run_name=record.name)
     if plot:
-        from danlu.curves.plot import save_curves_png
+        from danlu.plots import save_curves_png
 
         path = save_curves_png(curves, report, store.run_dir(record.id) / "diagnosis.png")
         if path is not None:
             report.images.append(Path(path).name)
     if save:
-        store.save_report(record.id, "diagnosis", report.to_dict())
+        from danlu.track import keep_report
+
+        keep_report(report, store=store, run=record.id)
         fresh = store.get_run(record.id).summary
         store.update_run(record.id, summary={**fresh, "diagnosis": report.meta["regime"]})
     return report

@@ -14,22 +14,20 @@ For users' own loops (no engine): call :meth:`LiveDiagnosis.observe` with each s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from danlu.curves.analysis import MIN_TRAIN_POINTS
-from danlu.curves.series import Curves
 from danlu.curves.diagnosis import diagnose, headline, primary_finding
+from danlu.curves.divergence import Tripwire
 from danlu.curves.rules import REGIMES
+from danlu.curves.series import Curves
 from danlu.errors import DanluError
+from danlu.events import Callback
 
-__all__ = ["LiveDiagnosis", "LiveStatus", "RegimeChange", "STOPPABLE", "parse_stop_on", "BLOWUP_FACTOR"]
-
-#: Per-step tripwire: when the loss's EMA (factor BLOWUP_BETA) exceeds BLOWUP_FACTOR x its best,
-#: the next diagnosis runs at once instead of waiting for `every` steps.
-BLOWUP_FACTOR = 4.0
-BLOWUP_BETA = 0.9
+__all__ = ["LiveDiagnosis", "LiveStatus", "RegimeChange", "STOPPABLE", "parse_stop_on"]
 
 #: Regimes `--stop-on` accepts: those after which further training is wasted.
 STOPPABLE = ("nan", "diverging", "plateau", "overfitting", "data_problem")
@@ -43,8 +41,8 @@ def parse_stop_on(text: str | Iterable[str] | None) -> frozenset[str]:
     unknown = [t for t in items if t not in STOPPABLE]
     if unknown:
         raise DanluError(
-            f"--stop-on got {', '.join(unknown)}; choose among {', '.join(STOPPABLE)} "
-            "(e.g. --stop-on diverging,nan)."
+            f"stop_on got {', '.join(unknown)}: not a regime that can stop a run; choose among "
+            f"{', '.join(STOPPABLE)} (e.g. 'diverging,nan')."
         )
     return frozenset(items)
 
@@ -75,7 +73,7 @@ def _default_announce(line: str) -> None:
     err_console.print(f"[yellow]diagnosis:[/] {escape(line)}")
 
 
-class LiveDiagnosis:
+class LiveDiagnosis(Callback):
     """Engine callback: re-diagnose every `every` steps; warn once per regime change; stop early.
 
     Args:
@@ -119,7 +117,7 @@ class LiveDiagnosis:
         self._last_run = 0
         self._nan_seen = False
         self._best_checkpoint: str | None = None
-        self._ema, self._ema_best = 0.0, math.inf
+        self._tripwire = Tripwire(warmup=MIN_TRAIN_POINTS)
 
     # ------------------------------------------------------- framework-free API
     def observe(
@@ -159,16 +157,11 @@ class LiveDiagnosis:
         return None
 
     def _blowing_up(self, loss: float | None) -> bool:
-        """Cheap per-step tripwire (as the LR finder's): the loss's EMA exceeds BLOWUP_FACTOR x
-        its best. It only brings the next diagnosis forward; the rules still decide."""
+        """Cheap per-step test (danlu.curves.divergence.Tripwire): the smoothed loss looks
+        diverged. It only brings the next diagnosis forward; the rules still decide."""
         if loss is None or not math.isfinite(loss):
             return False
-        self._ema = BLOWUP_BETA * self._ema + (1 - BLOWUP_BETA) * loss
-        n = len(self.train[0])
-        smoothed = self._ema / (1 - BLOWUP_BETA ** n)
-        tripped = n >= MIN_TRAIN_POINTS and smoothed > BLOWUP_FACTOR * self._ema_best
-        self._ema_best = min(self._ema_best, smoothed)
-        return tripped
+        return self._tripwire.update(loss)
 
     def curves(self, final: bool = False) -> Curves:
         series: dict[str, Any] = {"train/loss": self.train}

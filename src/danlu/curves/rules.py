@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from danlu.curves.analysis import Analysis
+from danlu.curves.divergence import DIVERGE_MIN_POINTS, DIVERGE_OF_LEARNED, DIVERGE_RATIO
 from danlu.curves.series import MK_MIN_POINTS, Curves, median_smooth
 from danlu.report import Finding
 
@@ -64,13 +65,9 @@ __all__ = [
 # ----------------------------------------------------------------- thresholds
 #: "late": the last quarter of the steps, where end-of-run trends are read.
 LATE = 0.75
-#: diverging: the smoothed training loss stands this many times above its smoothed minimum...
-DIVERGE_RATIO = 1.5
-#: ...for at least this many consecutive (binned) points, so one burst does not count.
-DIVERGE_MIN_POINTS = 5
-#: ...and the rise gives back at least this fraction of what was learned (so 0.001 -> 0.002 is not
-#: a divergence), or the loss jumped DIVERGE_RATIO x above its start and never got below it again.
-DIVERGE_OF_LEARNED = 0.25
+# diverging: DIVERGE_RATIO, DIVERGE_OF_LEARNED and DIVERGE_MIN_POINTS are danlu.curves.divergence's
+# (one definition everywhere); the rule also fires when the loss jumped DIVERGE_RATIO x above its
+# start and never got below it again.
 #: diverging ("both rising"): consistent rise of the training loss over the last quarter...
 RISE_CHANGE = 0.10
 #: ...worth at least this fraction of what was learned.
@@ -190,7 +187,7 @@ def _pct(x: float) -> str:
 
 # ===================================================================== rules
 @register
-class NonFinite(DiagnosisRule):
+class NanLoss(DiagnosisRule):
     """NaN/Inf in the training or validation loss.
 
     Why: nothing after the first NaN means anything, and its step localises the cause.

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class Series:
     name: str = ""
 
     @classmethod
-    def of(cls, steps: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, name: str = "") -> "Series":
+    def of(cls, steps: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, name: str = "") -> Series:
         """Build from any sequences; sorts by step and keeps the last value of a repeated step."""
         s = np.asarray(steps, dtype=np.int64).reshape(-1)
         v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -92,7 +93,7 @@ class Series:
     def __len__(self) -> int:
         return len(self.steps)
 
-    def finite(self) -> "Series":
+    def finite(self) -> Series:
         ok = np.isfinite(self.values)
         return self if ok.all() else Series(self.steps[ok], self.values[ok], self.name)
 
@@ -101,7 +102,7 @@ class Series:
         bad = np.flatnonzero(~np.isfinite(self.values))
         return int(bad[0]) if len(bad) else None
 
-    def window(self, start: float, end: float) -> "Series":
+    def window(self, start: float, end: float) -> Series:
         """Points with start <= step <= end."""
         ok = (self.steps >= start) & (self.steps <= end)
         return Series(self.steps[ok], self.values[ok], self.name)
@@ -135,7 +136,7 @@ class Curves:
         task: str | None = None,
         final: bool = True,
         best_checkpoint: str | None = None,
-    ) -> "Curves":
+    ) -> Curves:
         """Pick the train, validation and LR curves out of named series (see *_SERIES)."""
         train_name = pick_series(series, TRAIN_SERIES)
         if train_name is None:

@@ -11,12 +11,12 @@ report; `runs` loads a run's best checkpoint from the store for `danlu cases RUN
 
 from __future__ import annotations
 
+from danlu.evaluation.case_study import build_report, case_study
 from danlu.evaluation.ensemble import ensemble_scores
-from danlu.evaluation.worst import suspicious_labels, worst_cases
 from danlu.evaluation.metrics import ClassMetrics, confusion_matrix, per_class_metrics, residual_summary
 from danlu.evaluation.predict import Predictions, predict
 from danlu.evaluation.slices import Slice, dataset_metadata, slices
-from danlu.evaluation.case_study import build_report, case_study
+from danlu.evaluation.worst import suspicious_labels, worst_cases
 
 __all__ = [
     "case_study",

@@ -6,26 +6,28 @@ models against each member. Images (confusion matrix, worst-case and suspicious-
 grids, residual histogram) go under `out_dir`/cases/ when an out_dir is given.
 
 The functions take a recipe, models and a dataset, never the store, so they can be
-used and tested without one; danlu.evaluation.runs loads runs from the store for the CLI.
+used and tested without one; danlu.rebuild loads trained runs from the store for `danlu.cases`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from danlu.baseline import majority_baseline
 from danlu.checks.audit.inputs import as_array, input_kind, split_item, to_chw
-from danlu.checks.audit.plots import PLOTS_MISSING, plotting_available, save_histogram, save_image_grid, save_matrix
 from danlu.evaluation.ensemble import ensemble_scores
-from danlu.evaluation.worst import CONFIDENT, suspicious_labels, worst_cases
-from danlu.evaluation.metrics import confusion_matrix, majority_accuracy, per_class_metrics, residual_summary
+from danlu.evaluation.metrics import confusion_matrix, per_class_metrics, residual_summary
 from danlu.evaluation.predict import Predictions, predict
 from danlu.evaluation.slices import MIN_SLICE, dataset_metadata, slices
+from danlu.evaluation.worst import CONFIDENT, suspicious_labels, worst_cases
+from danlu.plots import PLOTS_MISSING, plotting_available, save_histogram, save_image_grid, save_matrix
 from danlu.recipe import Recipe
 from danlu.report import Finding, Report, Table
 
@@ -103,12 +105,14 @@ def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int
     c = p.num_classes
     cm = confusion_matrix(p.targets, p.predicted, c)
     m = per_class_metrics(cm)
-    majority, base = majority_accuracy(p.targets)
+    train = p.train_targets if p.train_targets is not None else p.targets
+    majority, base = majority_baseline(train, p.targets)
     beats = m.accuracy > base + 0.01
     report.findings.append(Finding(
         "C3", "whole validation set", "pass" if beats else "warn",
-        f"accuracy {m.accuracy:.1%} on all {len(p):,} validation samples (majority baseline {base:.1%}, always "
-        f"class {majority}); macro F1 {m.macro_f1:.3f}; mean loss {p.losses.mean():.4g}",
+        f"accuracy {m.accuracy:.1%} on all {len(p):,} validation samples (majority baseline {base:.1%}: always "
+        f"class {majority}, the most common in {'training' if p.train_targets is not None else 'validation'}); "
+        f"macro F1 {m.macro_f1:.3f}; mean loss {p.losses.mean():.4g}",
         evidence={"accuracy": m.accuracy, "macro_f1": m.macro_f1, "macro_precision": m.macro_precision,
                   "macro_recall": m.macro_recall, "loss": float(p.losses.mean()), "samples": len(p),
                   "majority_class": majority, "majority_baseline": base},

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["confusion_matrix", "ClassMetrics", "per_class_metrics", "residual_summary", "majority_accuracy"]
+__all__ = ["confusion_matrix", "ClassMetrics", "per_class_metrics", "residual_summary"]
 
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -58,13 +58,6 @@ def per_class_metrics(cm: np.ndarray) -> ClassMetrics:
         macro_precision=float(precision[present].mean()) if present.any() else float("nan"),
         macro_recall=float(recall[present].mean()) if present.any() else float("nan"),
     )
-
-
-def majority_accuracy(targets: np.ndarray) -> tuple[int, float]:
-    """(most common class, its share): the accuracy of the best constant prediction on these targets."""
-    values, counts = np.unique(np.asarray(targets, dtype=np.int64), return_counts=True)
-    k = int(np.argmax(counts))
-    return int(values[k]), float(counts[k] / counts.sum())
 
 
 def residual_summary(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:

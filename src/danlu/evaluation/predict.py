@@ -8,17 +8,16 @@ one with the same collate function.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from danlu.checks.audit.scan import describe_error
-from danlu.checks.audit.timing import to_device
-from danlu.errors import DanluError
+from danlu.device import to_device
+from danlu.errors import DanluError, error_text
 from danlu.recipe import Recipe
 
 __all__ = ["Predictions", "predict", "per_sample_loss", "probabilities"]
@@ -34,6 +33,7 @@ class Predictions:
     losses: np.ndarray               # (N,) per-sample loss
     probs: np.ndarray | None = None  # (N, C) class probabilities (classification)
     lengths: np.ndarray | None = None  # (N,) sequence lengths when inputs are token ids
+    train_targets: np.ndarray | None = None  # the training labels, for the majority baseline (C3)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -110,7 +110,7 @@ def predict(
                     out, y = recipe.forward(model, to_device(batch, device))
                 except Exception as exc:
                     raise DanluError(
-                        f"Evaluating batch {k} of the validation set failed: {describe_error(exc)}. "
+                        f"Evaluating batch {k} of the validation set failed: {error_text(exc, frame=True)}. "
                         "Run `danlu audit` on the recipe to find unreadable or invalid samples (D6)."
                     ) from exc
                 losses.append(per_sample_loss(recipe, out, y).cpu())

@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import copy
 import math
-import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from danlu.curves.divergence import EMA_BETA, Tripwire
 from danlu.curves.series import median_smooth
 from danlu.errors import DanluError
 from danlu.report import Finding, Report
+from danlu.step import TrainStep, prepare
 
 __all__ = [
     "lr_range_test",
     "analyse_sweep",
     "SweepResult",
-    "DIVERGE_FACTOR",
     "SWEEP_BETA",
     "FASTEST_FRACTION",
     "HIGH_DROP",
@@ -40,10 +41,8 @@ __all__ = [
     "VALLEY_RISE",
 ]
 
-#: The sweep stops when the (causal EMA) smoothed loss exceeds this many times its best.
-DIVERGE_FACTOR = 4.0
-#: EMA factor of the causal smoothing used for the stop test (bias-corrected).
-SWEEP_BETA = 0.9
+#: EMA factor of the online smoothing the sweep's stop test uses (danlu.curves.divergence).
+SWEEP_BETA = EMA_BETA
 #: "Where the loss falls fastest": the LRs whose descent is at least this fraction of the steepest.
 FASTEST_FRACTION = 0.5
 #: Confidence: the smoothed loss fell at least this much (relative) before its minimum -> can be high...
@@ -184,16 +183,6 @@ def _named_tensors(model: torch.nn.Module):
             yield name, t
 
 
-def _seed(seed: int) -> None:
-    try:
-        from danlu.repro import seed_everything
-    except ImportError:  # pragma: no cover - repro always ships with danlu
-        random.seed(seed)
-        torch.manual_seed(seed)
-        return
-    seed_everything(seed)
-
-
 # ------------------------------------------------------------ the range test
 def lr_range_test(
     recipe,
@@ -204,14 +193,13 @@ def lr_range_test(
     *,
     model: torch.nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
-    diverge: float = DIVERGE_FACTOR,
     plot_path: str | Path | None = None,
 ) -> Report:
     """LR range test on a recipe's training batches; returns a Report of kind "lr".
 
     The LR grows exponentially from `start` to `end` over `steps` batches (one optimizer
     step each; param groups keep their LR ratios). It stops when the loss is NaN/Inf or
-    its smoothed value exceeds `diverge` times its best. Pass `model`/`optimizer` to
+    diverges (danlu.curves.divergence: the one definition the curve reader uses too). Pass `model`/`optimizer` to
     sweep those (they are restored exactly afterwards); else fresh ones come from the
     recipe, seeded with the recipe's seed. The global RNGs and determinism flags are
     always restored. ``meta`` holds the sweep points; `plot_path` saves a PNG.
@@ -219,28 +207,23 @@ def lr_range_test(
     if not (0 < start < end) or steps < 10:
         raise DanluError(f"LR range test needs 0 < start < end and steps >= 10 (got start={start}, "
                          f"end={end}, steps={steps}); e.g. start=1e-7 end=10 steps=100.")
-    from danlu.device import resolve_device, to_device
+    from danlu.device import resolve_device
 
     saved = _Restore(model, optimizer)
     try:
-        _seed(recipe.seed)
-        train, val = recipe.data()
-        recipe.resolve_task(train)
-        loader, _ = recipe.loaders(train, val)
-        if model is None:
-            dev = resolve_device(device)
-            net = recipe.model().to(dev)
-        else:
-            net = model
-            dev = next((p.device for p in net.parameters()), torch.device("cpu"))
-        opt = optimizer if optimizer is not None else recipe.optimizer(net.parameters())
-        lrs, losses, stop = _sweep(recipe, net, opt, loader, dev, to_device, start, end, steps, diverge)
+        dev = resolve_device(device) if model is None else \
+            next((p.device for p in model.parameters()), torch.device("cpu"))
+        prep = prepare(recipe, dev)  # the run's data, loader and (unless given) model, as `danlu train` builds them
+        net = model if model is not None else prep.model
+        opt = optimizer if optimizer is not None else (prep.step.optimizer if model is None
+                                                        else recipe.optimizer(net.parameters()))
+        lrs, losses, stop = _sweep(recipe, net, opt, prep.train_loader, dev, start, end, steps)
     finally:
         saved.put_back()
     result = analyse_sweep(lrs, losses, stop)
     report = _range_report(recipe, result, start, end, steps)
     if plot_path is not None:
-        from danlu.curves.plot import save_lr_png
+        from danlu.plots import save_lr_png
 
         written = save_lr_png(report.meta["points"], result.suggestion, result.fastest, plot_path)
         if written is not None:
@@ -248,7 +231,9 @@ def lr_range_test(
     return report
 
 
-def _sweep(recipe, model, opt, loader, device, to_device, start, end, steps, diverge):
+def _sweep(recipe, model, opt, loader, device, start, end, steps):
+    """Exponentially growing LR, one training step (the recipe's: clipping included) per batch."""
+    step = TrainStep(recipe, model, opt, grad_clip=getattr(recipe, "grad_clip", 0.0), device=device)
     factors = [g["lr"] for g in opt.param_groups]
     top = max(factors) if max(factors) > 0 else 1.0
     factors = [f / top if top else 1.0 for f in factors]
@@ -256,9 +241,9 @@ def _sweep(recipe, model, opt, loader, device, to_device, start, end, steps, div
     lrs: list[float] = []
     losses: list[float] = []
     batches = iter(loader)
-    avg, best, stop = 0.0, math.inf, "end"
+    tripwire, stop = Tripwire(), "end"
     model.train()
-    for i, lr in enumerate(schedule):
+    for _i, lr in enumerate(schedule):
         try:
             batch = next(batches)
         except StopIteration:
@@ -266,25 +251,17 @@ def _sweep(recipe, model, opt, loader, device, to_device, start, end, steps, div
             batch = next(batches)
         for group, f in zip(opt.param_groups, factors):
             group["lr"] = float(lr) * f
-        output, target = recipe.forward(model, to_device(batch, device))
-        loss = recipe.loss(output, target)
-        value = float(loss.item())
+        out = step.forward_backward(batch)
+        value = float(out.loss.item())
         lrs.append(float(lr))
         losses.append(value)
         if not math.isfinite(value):
             stop = "nan"
             break
-        avg = SWEEP_BETA * avg + (1 - SWEEP_BETA) * value
-        smoothed = avg / (1 - SWEEP_BETA ** (i + 1))
-        if i >= 5 and smoothed > diverge * best:  # a few points first: the EMA starts noisy
+        if tripwire.update(value):
             stop = "diverged"
             break
-        best = min(best, smoothed)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if getattr(recipe, "grad_clip", 0) > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        opt.step()
+        step.update()
     return lrs, losses, stop
 
 

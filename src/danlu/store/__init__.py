@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from danlu.errors import StoreError
 from danlu.store.base import RUN_STATUSES, ReportRecord, RunRecord, Store

@@ -29,9 +29,10 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
 from danlu.errors import StoreError
 
@@ -39,7 +40,10 @@ __all__ = [
     "RunRecord",
     "ReportRecord",
     "Store",
+    "RunStatus",
+    "RunKind",
     "RUN_STATUSES",
+    "RUN_KINDS",
     "HEARTBEAT_STALE_AFTER",
     "is_crashed",
     "process_identity",
@@ -47,7 +51,13 @@ __all__ = [
     "check_run_name",
 ]
 
-RUN_STATUSES = ("running", "finished", "failed", "crashed", "stopped")
+RunStatus = Literal["running", "finished", "failed", "crashed", "stopped"]
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+
+#: What made a run: `danlu train` ("train"), danlu.init ("init"), the doctor ("check"), the
+#: audit ("audit"), the LR search ("lr"), a study ("study"). Stores accept other kinds too.
+RunKind = Literal["train", "init", "check", "audit", "lr", "study"]
+RUN_KINDS: tuple[RunKind, ...] = get_args(RunKind)
 
 #: A running run whose last heartbeat is older than this (seconds) is crashed.
 HEARTBEAT_STALE_AFTER = 30.0
@@ -59,8 +69,8 @@ class RunRecord:
 
     id: str
     name: str
-    kind: str = "train"                  # "train" (engine), "init" (user loop), "check", ...
-    status: str = "running"
+    kind: str = "train"                  # one of RUN_KINDS (or a kind of the user's own)
+    status: RunStatus = "running"
     recipe: str | None = None            # recipe spec, e.g. "/abs/examples/digits.py:Digits"
     note: str = ""                       # strategy note (E2)
     tags: list[str] = field(default_factory=list)
@@ -341,10 +351,10 @@ class Store(abc.ABC):
         return path
 
     # ----------------------------------------------------------- lifetime
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional to override: a store without handles has nothing to release
         """Release connections and handles. The store may not be used afterwards."""
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -58,16 +58,16 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from danlu.errors import RunNotFound, StoreError
 from danlu.store.base import (
-    TRAINING_KINDS,
     RUN_STATUSES,
+    TRAINING_KINDS,
     ReportRecord,
     RunRecord,
     Store,
@@ -267,11 +267,11 @@ T = TypeVar("T")
 
 
 def _dumps(value: Any, what: str) -> str:
-    from danlu.report import _jsonable
+    from danlu.plain import jsonable
 
     if not isinstance(value, Mapping):
         raise StoreError(f"{what} must be a dict, got {type(value).__name__}")
-    return json.dumps(_jsonable(dict(value)), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(jsonable(dict(value)), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -306,7 +306,7 @@ class SQLiteStore(Store):
             if root.name != DB_NAME:
                 raise StoreError(
                     f"{root} is a file, but a danlu store is a folder (it holds {DB_NAME} and "
-                    "runs/). The file will not be touched; pass a folder with --store or $DANLU_HOME."
+                    "runs/). The file will not be touched; give a folder (`--store` or $DANLU_HOME)."
                 )
             root = root.parent
         self.root = root
@@ -323,7 +323,7 @@ class SQLiteStore(Store):
         if state == "missing" and not create:
             raise StoreError(
                 f"there is no danlu store at {root} (no {DB_NAME}); start a run with "
-                "`danlu train RECIPE`, or point --store / $DANLU_HOME at an existing store"
+                "`danlu train RECIPE`, or point the store (`--store`, $DANLU_HOME) at an existing one"
             )
         if state == "foreign":
             raise StoreError(self._foreign_message())
@@ -355,7 +355,7 @@ class SQLiteStore(Store):
             return "missing", None
         if not db.is_file():
             raise StoreError(f"{db} exists but is not a file; danlu will not touch it. Move it away "
-                             "or choose another store folder with --store or $DANLU_HOME.")
+                             "or choose another store folder (`--store` or $DANLU_HOME).")
         if db.stat().st_size == 0:
             return "empty", None
         with open(db, "rb") as fh:
@@ -364,7 +364,7 @@ class SQLiteStore(Store):
             raise StoreError(
                 f"{db} is not a SQLite database, so it is not a danlu store (corrupt, or another "
                 "program's file). danlu will not touch it: move it away, or choose another store "
-                "folder with --store or $DANLU_HOME."
+                "folder (`--store` or $DANLU_HOME)."
             )
         wal = db.with_name(db.name + "-wal")
         had_wal = wal.exists()
@@ -394,7 +394,7 @@ class SQLiteStore(Store):
                 raise StoreError(
                     f"{db} is damaged or not a database ({exc}); danlu will not touch it. Move it "
                     "away (keep it: `sqlite3 danlu.db .recover` may save its runs) or choose another "
-                    "store folder with --store or $DANLU_HOME."
+                    "store folder (`--store` or $DANLU_HOME)."
                 ) from exc
             if not tables:
                 return "empty", None
@@ -420,8 +420,8 @@ class SQLiteStore(Store):
     def _foreign_message(self) -> str:
         return (
             f"{self.db_path} is a SQLite database but not a danlu store (it has no danlu meta "
-            "row). danlu will not touch it: move it away, or choose another store folder with "
-            "--store or $DANLU_HOME."
+            "row). danlu will not touch it: move it away, or choose another store folder "
+            "(`--store` or $DANLU_HOME)."
         )
 
     def _check_version(self, version: int | None) -> None:
@@ -812,7 +812,7 @@ class SQLiteStore(Store):
                 gc.enable()
 
     # ------------------------------------------------------ crash detection
-    def _settle_running(self) -> dict[str, float]:
+    def _settle_running(self) -> dict[str, float | None]:
         """Judge every run recorded as running (few of them; indexed by status).
         Returns {run id: ended} of the runs found crashed."""
         rows = self._read(lambda conn: conn.execute(
@@ -877,6 +877,7 @@ class SQLiteStore(Store):
         if any(type(name) is not str for name in unique):  # e.g. {0: loss}: series names are text
             names = tuple(map(str, names))
             unique = set(names)
+        groups: dict[str, np.ndarray | None]
         if len(unique) == 1:
             groups = {next(iter(unique)): None}
         else:  # stable grouping: each series keeps its points in the order they came
@@ -907,7 +908,8 @@ class SQLiteStore(Store):
                                  f"{len(w)} wall times; give one of each per point")
             name = name if type(name) is str else str(name)
             if name in clean:  # e.g. keys 0 and "0": one series, points in the given order
-                clean[name] = tuple(np.concatenate(pair) for pair in zip(clean[name], (s, v, w)))
+                old_s, old_v, old_w = clean[name]
+                clean[name] = (np.concatenate([old_s, s]), np.concatenate([old_v, v]), np.concatenate([old_w, w]))
             elif len(s):
                 clean[name] = (s, v, w)
         if clean:
@@ -1032,6 +1034,7 @@ class SQLiteStore(Store):
             cur = conn.execute(
                 "INSERT INTO reports (run_id, kind, created, data) VALUES (?, ?, ?, ?)", (run_id, kind, now, payload)
             )
+            assert cur.lastrowid is not None
             return int(cur.lastrowid)
 
         return self._write(insert)

@@ -30,8 +30,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Mapping
 from itertools import chain, repeat
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,7 @@ class BatchedWriter:
         atexit.unregister(self._at_exit)
         self.flush()
 
-    def __enter__(self) -> "BatchedWriter":
+    def __enter__(self) -> BatchedWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -201,6 +202,7 @@ def _columns(entries: list[tuple[int, float, tuple[Any, ...], list[float]]]) -> 
     steps = np.array(steps_all, dtype=np.int64)
     walls = np.array(walls_all, dtype=np.float64)
     first = keys_all[0]
+    groups: dict[Any, np.ndarray | None]
     if keys_all.count(first) == len(keys_all):  # identity makes this fast for the same names
         groups = {first: None}
     else:
@@ -254,7 +256,7 @@ def _refuse(item: object) -> None:
     raise RuntimeError("writer closed")
 
 
-def _closer(ref: "weakref.ref[BatchedWriter]"):
+def _closer(ref: weakref.ref[BatchedWriter]):
     def close_at_exit() -> None:
         writer = ref()
         if writer is not None:

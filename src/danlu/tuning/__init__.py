@@ -10,18 +10,19 @@ after a stated minimum of steps), grows the scale in stages, and runs its trials
 local processes, on Ray, or on any machine sharing a PostgreSQL storage. Every trial is
 an ordinary danlu run.
 
-Modules, one job each: ``space`` (the --vary syntax), ``study`` (record, storage,
-create/resume, stale trials), ``objective`` (one trial = one run; the worker loop),
+Modules, one job each: ``space`` (the --vary syntax), ``spec`` (what defines a study),
+``storage`` (Optuna storages, the trial queue, stale trials), ``study`` (the study run:
+create, resume, run stages), ``objective`` (one trial = one run; the worker loop),
 ``executors`` (where trials run), ``stages`` (staged scale), ``analysis`` (what the
-trials say), ``report`` (the Report and its plots), ``demo`` (`danlu demo --study`).
+trials say), ``summary`` (the Report and its plots).
 """
 
 from __future__ import annotations
 
-from danlu.tuning.demo import run_demo_study
 from danlu.tuning.executors import EXECUTORS, Executor, LocalProcesses, RayExecutor, Sequential, get_executor
 from danlu.tuning.space import Param, Space, SpaceError, parse_vary
-from danlu.tuning.study import Study, StudyError, StudySpec, join_study, prepare_spec
+from danlu.tuning.spec import StudyError, StudySpec, prepare_spec
+from danlu.tuning.study import Study, join_study, new_study
 
 __all__ = [
     "Param",
@@ -32,6 +33,7 @@ __all__ = [
     "StudySpec",
     "StudyError",
     "prepare_spec",
+    "new_study",
     "join_study",
     "Executor",
     "Sequential",
@@ -39,5 +41,4 @@ __all__ = [
     "RayExecutor",
     "EXECUTORS",
     "get_executor",
-    "run_demo_study",
 ]

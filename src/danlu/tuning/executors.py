@@ -105,7 +105,7 @@ class RayExecutor(Executor):
     def run(self, job: WorkerJob, workers: int) -> int:
         from danlu.errors import require
 
-        ray = require("ray", "ray", "--ray (running trials as Ray tasks)")
+        ray = require("ray", "ray", "Running trials as Ray tasks")
         started_here = False
         if not ray.is_initialized():
             if self.address in ("local", ""):

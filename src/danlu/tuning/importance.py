@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from danlu.tuning.space import Param, Space
 
@@ -91,7 +92,8 @@ class Edge:
         lo, hi = float(param.low), float(param.high)
         if param.log:
             span = math.log10(hi / lo)
-            lo2, hi2 = (lo / 10 ** max(1, round(span / 2)), hi) if self.side == "low" else (lo, hi * 10 ** max(1, round(span / 2)))
+            widen = 10 ** max(1, round(span / 2))
+            lo2, hi2 = (lo / widen, hi) if self.side == "low" else (lo, hi * widen)
         else:
             width = hi - lo
             lo2, hi2 = (lo - width, hi) if self.side == "low" else (lo, hi + width)

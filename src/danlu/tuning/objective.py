@@ -4,10 +4,11 @@ A trial builds the recipe from the study's fixed values and the trial's paramete
 trains it with :func:`danlu.engine.fit` (curves, checkpoints, reproducibility record,
 tag ``study:<name>``). A callback watches the engine's own events:
 
-- every training step: a NaN/Inf loss stops the trial at once (outcome ``nan``);
+- every training step: a NaN/Inf loss stops the trial at once (outcome ``nan``), and a
+  training loss that diverges (danlu.curves.divergence, the definition the curve reader
+  uses) stops it as ``diverged``;
 - every validation probe (``recipe.probe_every`` steps, logged as ``val/probe_loss``):
-  a probe loss above ``DIVERGE_FACTOR`` x the first probe stops it as ``diverged``;
-  otherwise the probe loss is reported to Optuna (``trial.report``) so that pruning and
+  the probe loss is reported to Optuna (``trial.report``) so that pruning and
   the user's curves see the same numbers (T1), and from ``min_resource`` steps on the
   pruner decides (H4: stop the hopeless early, but not before the stated minimum).
 
@@ -28,9 +29,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from danlu.tuning.study import (
+from danlu.curves.divergence import Tripwire
+from danlu.events import Callback
+from danlu.tuning.spec import StudySpec, build_recipe
+from danlu.tuning.storage import (
     HEARTBEAT_EVERY,
-    StudySpec,
     load_optuna_study,
     open_storage,
     requeue_stale,
@@ -39,10 +42,8 @@ from danlu.tuning.study import (
 )
 
 __all__ = ["WorkerJob", "run_worker", "run_trial", "TrialCallback", "OrderedPruning",
-           "make_pruner", "DIVERGE_FACTOR", "build_recipe"]
+           "make_pruner"]
 
-#: A probe loss this many times the first probe's means the trial diverged.
-DIVERGE_FACTOR = 10.0
 #: Longest a trial waits for lower-numbered trials to pass a rung before judging alone.
 RUNG_WAIT_LIMIT = 600.0
 
@@ -144,7 +145,7 @@ class OrderedPruning:
 
 
 # ----------------------------------------------------------------- callback
-class TrialCallback:
+class TrialCallback(Callback):
     """Engine callback: NaN/divergence stops, reports to Optuna, pruning (see module doc)."""
 
     def __init__(self, trial, pruning: OrderedPruning | None, min_resource: int, pruner_name: str) -> None:
@@ -154,7 +155,7 @@ class TrialCallback:
         self.pruner_name = pruner_name
         self.outcome = "complete"
         self.reason = ""
-        self.first_probe: float | None = None
+        self.tripwire = Tripwire()
         self.last_probe: float | None = None
         self.run_id: str | None = None
         self.final_val_loss: float | None = None
@@ -173,18 +174,16 @@ class TrialCallback:
         if not math.isfinite(state.loss):
             self._stop(state, "nan", f"training loss is {state.loss} at step {state.step} (S9): trial stopped at once",
                        "failed")
+        elif self.tripwire.update(state.loss):
+            t = self.tripwire
+            self._stop(state, "diverged",
+                       f"diverged: smoothed training loss {t.level:.4g} at step {state.step} is {t.level / t.best:.1f}x "
+                       f"its best {t.best:.4g} (started at {t.start:.4g}); trial stopped at once", "failed")
 
     def on_probe_end(self, state) -> None:
         value, step = state.probe_loss, state.step
         if value is None or not math.isfinite(value):
             self._stop(state, "nan", f"validation probe loss is {value} at step {step}: trial stopped at once", "failed")
-            return
-        if self.first_probe is None:
-            self.first_probe = value
-        elif value > DIVERGE_FACTOR * max(self.first_probe, 1e-12):
-            self._stop(state, "diverged",
-                       f"diverged: probe loss {value:.4g} at step {step} is over {DIVERGE_FACTOR:g}x the first "
-                       f"probe's {self.first_probe:.4g}; trial stopped at once", "failed")
             return
         self.last_probe = value
         self.trial.report(value, step)
@@ -208,13 +207,6 @@ class TrialCallback:
 
 
 # ------------------------------------------------------------------ one trial
-def build_recipe(recipe_cls, fixed: dict[str, str], params: dict[str, Any]):
-    """The trial's recipe: defaults, then --fix values (strings, typed by the fields), then params."""
-    base = recipe_cls.from_strings(dict(fixed)).hparams()
-    base.update(params)
-    return recipe_cls(**base)
-
-
 class _Heartbeat:
     """Writes time.time() into the trial every HEARTBEAT_EVERY seconds while it runs."""
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import re
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from danlu.errors import HyperparameterError
 
@@ -105,7 +106,7 @@ class Param:
         return "low" if pos <= margin else "high" if pos >= 1 - margin else None
 
     # ------------------------------------------------------ narrowing (exploit)
-    def narrowed(self, values: Sequence[Any], pad: float = 0.25) -> "Param":
+    def narrowed(self, values: Sequence[Any], pad: float = 0.25) -> Param:
         """A range spanning `values` (the good trials' settings), padded by `pad` of that
         span on the sampling scale and kept inside the original range; choices keep only
         those seen among `values`. With no values, the parameter is returned unchanged."""
@@ -189,12 +190,12 @@ def parse_vary(tokens: Iterable[str], recipe_cls: type | None = None,
             )
         if param.name in fixed:
             raise SpaceError(
-                f"'{param.name}' is both varied ('{token}') and fixed (--fix {param.name}=...); drop one of them."
+                f"'{param.name}' is both varied ('{token}') and fixed (fixed: {param.name}=...); drop one of them."
             )
         seen[param.name] = token
         params.append(param)
     if not params:
-        raise SpaceError(f"Nothing to vary: give at least one --vary token, {_SYNTAX}.")
+        raise SpaceError(f"Nothing to vary: give at least one vary token, {_SYNTAX}.")
     return Space(tuple(params))
 
 
@@ -203,11 +204,11 @@ def parse_param(token: str, recipe_cls: type | None = None) -> Param:
     name, sep, body = token.partition("=")
     name, body = name.strip(), body.strip()
     if not sep or not name:
-        raise SpaceError(f"Cannot read --vary token '{token}': write {_SYNTAX}.")
+        raise SpaceError(f"Cannot read vary token '{token}': write {_SYNTAX}.")
     if not name.isidentifier():
-        raise SpaceError(f"'{name}' in --vary token '{token}' is not a hyperparameter name; write {_SYNTAX}.")
+        raise SpaceError(f"'{name}' in vary token '{token}' is not a hyperparameter name; write {_SYNTAX}.")
     if not body:
-        raise SpaceError(f"--vary token '{token}' has nothing after '='; write {_SYNTAX}.")
+        raise SpaceError(f"vary token '{token}' has nothing after '='; write {_SYNTAX}.")
     field_type = _field_type(recipe_cls, name, token)
 
     if ".." in body:
@@ -215,8 +216,8 @@ def parse_param(token: str, recipe_cls: type | None = None) -> Param:
     if "," in body:
         return _parse_choices(token, name, body, field_type, recipe_cls)
     raise SpaceError(
-        f"--vary token '{token}' gives a single value; a varied hyperparameter needs a range "
-        f"({name}=LOW..HIGH) or several choices ({name}=A,B). To pin it, use --fix {name}={body}."
+        f"vary token '{token}' gives a single value; a varied hyperparameter needs a range "
+        f"({name}=LOW..HIGH) or several choices ({name}=A,B). To pin it, fix it instead ({name}={body})."
     )
 
 
@@ -226,13 +227,13 @@ def _parse_range(token: str, name: str, body: str, field_type: Any) -> Param:
     for opt in opts:
         if opt not in _OPTIONS:
             raise SpaceError(
-                f"Unknown option '{opt}' in --vary token '{token}'; the options are "
+                f"Unknown option '{opt}' in vary token '{token}'; the options are "
                 f"{' and '.join(_OPTIONS)}, e.g. {name}=1e-5..1e-1:log or {name}=16..256:log,int."
             )
     parts = spec.split("..")
     if len(parts) != 2 or "," in spec:
         raise SpaceError(
-            f"Cannot read the range in --vary token '{token}': write LOW..HIGH with two numbers, "
+            f"Cannot read the range in vary token '{token}': write LOW..HIGH with two numbers, "
             f"e.g. {name}=1e-5..1e-1 (a list of choices has no '..': {name}=1,2,4)."
         )
     low, high = (_number(token, p.strip()) for p in parts)
@@ -252,7 +253,8 @@ def _parse_range(token: str, name: str, body: str, field_type: Any) -> Param:
             )
         low, high = int(low), int(high)
     if not low < high:
-        raise SpaceError(f"The range in '{token}' is empty or reversed ({low} is not below {high}); write {name}=LOW..HIGH with LOW < HIGH.")
+        raise SpaceError(f"The range in '{token}' is empty or reversed ({low} is not below {high}); "
+                         f"write {name}=LOW..HIGH with LOW < HIGH.")
     log = "log" in opts
     if log and low <= 0:
         raise SpaceError(
@@ -270,9 +272,9 @@ def _parse_choices(token: str, name: str, body: str, field_type: Any, recipe_cls
         raise SpaceError(f"Options like ':log' apply to ranges only; '{token}' is a list of choices. Write {name}=A,B,C.")
     texts = [t.strip() for t in body.split(",")]
     if any(not t for t in texts):
-        raise SpaceError(f"--vary token '{token}' has an empty choice (two commas or a trailing comma); write {name}=A,B,C.")
+        raise SpaceError(f"vary token '{token}' has an empty choice (two commas or a trailing comma); write {name}=A,B,C.")
     if len(set(texts)) != len(texts):
-        raise SpaceError(f"--vary token '{token}' lists a choice twice; list each choice once.")
+        raise SpaceError(f"vary token '{token}' lists a choice twice; list each choice once.")
     if recipe_cls is not None and field_type is not None:
         from danlu.recipe import _coerce
 
@@ -288,7 +290,7 @@ def _field_type(recipe_cls: type | None, name: str, token: str) -> Any:
     fields = recipe_cls.fields()
     if name not in fields:
         raise SpaceError(
-            f"--vary token '{token}': {recipe_cls.__name__} has no hyperparameter '{name}'. "
+            f"vary token '{token}': {recipe_cls.__name__} has no hyperparameter '{name}'. "
             f"Valid fields: {', '.join(sorted(fields))}."
         )
     tp = fields[name]
@@ -304,7 +306,7 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 def _number(token: str, text: str) -> float:
     if not _NUMBER.match(text):
-        raise SpaceError(f"'{text}' in --vary token '{token}' is not a number; write e.g. 1e-4, 0.1 or 16.")
+        raise SpaceError(f"'{text}' in vary token '{token}' is not a number; write e.g. 1e-4, 0.1 or 16.")
     return float(text)
 
 

@@ -10,8 +10,9 @@ just run (D8: estimate full training time from a 1/100 and 1/10 subset).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["StagePlan", "plan_stage", "promote", "estimate_stage_seconds", "parse_stages"]
 
@@ -35,14 +36,14 @@ class StagePlan:
 
 def parse_stages(text: str) -> list[float]:
     """'0.01,0.1,1.0' -> [0.01, 0.1, 1.0]; a clear error for anything else."""
-    from danlu.tuning.study import StudyError
+    from danlu.tuning.spec import StudyError
 
     try:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise StudyError(f"--stages {text!r}: write increasing fractions separated by commas, e.g. 0.01,0.1,1.0.") from None
+        raise StudyError(f"stages {text!r}: write increasing fractions separated by commas, e.g. 0.01,0.1,1.0.") from None
     if not values or any(not 0 < v <= 1 for v in values) or values != sorted(set(values)):
-        raise StudyError(f"--stages {text!r}: each fraction must be in (0, 1] and larger than the one before, e.g. 0.01,0.1,1.0.")
+        raise StudyError(f"stages {text!r}: each fraction must be in (0, 1] and larger than the one before, e.g. 0.01,0.1,1.0.")
     return values
 
 
@@ -84,6 +85,6 @@ def estimate_stage_seconds(trials: Sequence[Any], prev_fraction: float, next_fra
         return None
     wall = [float(t.user_attrs["seconds"]) for t in done]
     loop = [min(float(t.user_attrs.get("train_seconds", w)), w) for t, w in zip(done, wall)]
-    setup = sum(w - l for w, l in zip(wall, loop)) / len(done)
+    setup = sum(w - lp for w, lp in zip(wall, loop)) / len(done)
     per_trial = setup + sum(loop) / len(done) * (next_fraction / prev_fraction)
     return per_trial * math.ceil(n_next / max(1, workers))

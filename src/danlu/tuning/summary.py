@@ -1,7 +1,7 @@
 """The study report: findings, tables and PNG plots through the shared report model.
 
 Written to the study run (kind "study") so that `danlu study show`, `danlu show` and
-the dashboard all read the same Report. Plots are PNG files (matplotlib, Agg backend)
+the dashboard all read the same Report. Plots are PNG files (danlu.plots)
 in the study run's folder; the report lists them relative to that folder.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import danlu.tuning.importance as A
+from danlu.plots import figure, plotting_available, save
 from danlu.report import Finding, Report, Table
-from danlu.tuning import importance as A
 from danlu.tuning.space import Space
 
 __all__ = ["study_report", "reproduce_command", "trial_rows"]
@@ -83,7 +85,8 @@ def study_report(study, recipe_cls=None) -> Report:
         fix="" if imps else "run more trials (--trials) or prune less (--min-resource)",
     ))
     if imps:
-        tables.append(Table("importance (fANOVA, share of explained variance)", ["hyperparameter", "share", "variance explained", "matters"],
+        tables.append(Table("importance (fANOVA, share of explained variance)",
+                            ["hyperparameter", "share", "variance explained", "matters"],
                             [[i.name, round(i.share, 3), round(i.raw, 3), "yes" if i.matters else "no"] for i in imps]))
 
     # --- H5: sensitive to everything ------------------------------------------------
@@ -103,7 +106,8 @@ def study_report(study, recipe_cls=None) -> Report:
         ))
     elif len(imps) >= 3:
         findings.append(Finding("H5", "hypersensitivity", "pass",
-                                f"not sensitive to everything: {sum(i.matters for i in imps)} of {len(imps)} hyperparameters matter"))
+                                f"not sensitive to everything: {sum(i.matters for i in imps)} of {len(imps)} "
+                                "hyperparameters matter"))
 
     # --- H2: best value at the edge of its range ----------------------------------------
     best_point = comp.best
@@ -119,18 +123,19 @@ def study_report(study, recipe_cls=None) -> Report:
 
     # --- H2: scientific hyperparameter isolated --------------------------------------
     images: list[str] = []
-    folder = study.store.run_dir(study.run_handle.id)
+    folder = study.store.run_dir(study.run_id)
     if spec.scientific:
         buckets = A.isolation(comp, space.get(spec.scientific))
         tables.append(Table(f"isolation of {spec.scientific} (best trial per bucket, others optimised away)",
                             [spec.scientific, "trials", "best val loss", "best trial"],
-                            [[b.label, b.count, b.best if b.best is not None else "-", b.best_number if b.best_number is not None else "-"]
-                             for b in buckets]))
+                            [[b.label, b.count, b.best if b.best is not None else "-",
+                              b.best_number if b.best_number is not None else "-"] for b in buckets]))
         filled = [b for b in buckets if b.best is not None]
         if filled:
             top = min(filled, key=lambda b: b.best)
             findings.append(Finding("H2", "isolation", "info",
-                                    f"{spec.scientific}: best at {top.label} ({top.best:.4g}) with the other hyperparameters optimised away",
+                                    f"{spec.scientific}: best at {top.label} ({top.best:.4g}) with the other "
+                                    "hyperparameters optimised away",
                                     evidence={"buckets": [b.__dict__ for b in buckets]}))
         images += _plot(folder, "isolation.png", lambda: _plot_isolation(buckets, spec.scientific))
 
@@ -217,31 +222,23 @@ def _best_trial(stage_trials) -> tuple[int, Any] | None:
 
 # -------------------------------------------------------------------- plots
 def _plot(folder: Path, name: str, draw) -> list[str]:
-    """Draw with matplotlib (Agg) into folder/name; a missing matplotlib skips the plot."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
+    """Draw into folder/name (danlu.plots); a missing matplotlib skips the plot."""
+    if not plotting_available():
         return []
     fig = draw()
     if fig is None:
         return []
-    folder.mkdir(parents=True, exist_ok=True)
-    fig.savefig(folder / name, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, folder / name)
     return [name]
 
 
 def _plot_axes(comp: A.Comparable, space: Space, best: A.Point | None):
-    import matplotlib.pyplot as plt
-
     if not comp.points:
         return None
     n = len(space)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.0), squeeze=False)
-    for ax, p in zip(axes[0], space):
+    fig = figure(3.4 * n, 3.0, dpi=90)
+    axes = [fig.add_subplot(1, n, k + 1) for k in range(n)]
+    for ax, p in zip(axes, space):
         xs = [pt.params.get(p.name) for pt in comp.points]
         ys = [pt.value for pt in comp.points]
         if p.kind == "choice" and not p.numeric:
@@ -266,9 +263,8 @@ def _plot_axes(comp: A.Comparable, space: Space, best: A.Point | None):
 
 
 def _plot_history(stage_trials):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = figure(5, 3, dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
     any_points = False
     for index, trials in enumerate(stage_trials):
         pts = [(t.number, t.value) for t in trials if t.value is not None and math.isfinite(t.value)
@@ -283,7 +279,6 @@ def _plot_history(stage_trials):
                 best.append(run)
             ax.step(xs, best, where="post", linewidth=1)
     if not any_points:
-        plt.close(fig)
         return None
     ax.set_xlabel("trial")
     ax.set_ylabel("val loss")
@@ -292,9 +287,8 @@ def _plot_history(stage_trials):
 
 
 def _plot_importance(imps):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 0.5 + 0.4 * len(imps)))
+    fig = figure(4, 0.5 + 0.4 * len(imps), dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
     names = [i.name for i in imps][::-1]
     shares = [i.share for i in imps][::-1]
     ax.barh(names, shares, color=["tab:red" if i.matters else "tab:gray" for i in imps][::-1])
@@ -303,9 +297,8 @@ def _plot_importance(imps):
 
 
 def _plot_isolation(buckets, name: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = figure(5, 3, dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
     labels = [b.label for b in buckets]
     values = [b.best if b.best is not None else float("nan") for b in buckets]
     ax.plot(range(len(labels)), values, marker="o")

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from danlu.store.base import Store
-from danlu.ui import api
+from danlu.ui import endpoints as api
 from danlu.ui.guard import GuardMiddleware
 
 __all__ = ["create_app", "STATIC"]

@@ -10,14 +10,14 @@ holds all of that and more (the reproducibility record can carry a whole diff); 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from danlu.plain import flatten
 from danlu.store.base import RunRecord
 
-__all__ = ["Row", "RowCache", "to_row", "diagnosis_of", "diagnosis_from_report", "metrics_of", "varying_keys", "scalar", "flatten"]
+__all__ = ["Row", "RowCache", "to_row", "diagnosis_of", "diagnosis_from_report", "metrics_of", "varying_keys"]
 
 
 @dataclass
@@ -48,9 +48,9 @@ class Row:
         try:
             return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
         except ValueError:
-            from danlu.report import _jsonable
+            from danlu.plain import jsonable
 
-            return json.dumps(_jsonable(self.to_dict()), separators=(",", ":"), allow_nan=False)
+            return json.dumps(jsonable(self.to_dict()), separators=(",", ":"), allow_nan=False)
 
 
 _FIELDS = tuple(Row.__dataclass_fields__)
@@ -111,33 +111,6 @@ class RowCache:
             totals = self._totals = (rows, {"total": len(rows), "tags": sorted({t for r in rows for t in r.tags}),
                                             "statuses": statuses})
         return totals[1]
-
-
-def scalar(value: Any) -> Any:
-    """A JSON scalar for a hyperparameter or metric: non-finite floats become strings."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return scalar(item())
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def flatten(data: dict[str, Any], prefix: str = "", depth: int = 3) -> dict[str, Any]:
-    """Nested dicts to dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``), values as scalars."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and depth > 1 and value:
-            out.update(flatten(value, name + ".", depth - 1))
-        else:
-            out[name] = scalar(value)
-    return out
 
 
 _DIAG_LABEL_KEYS = ("label", "regime", "verdict", "name", "title", "status")

@@ -60,7 +60,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise DanluError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "pick another port with --port N (--port 0 takes any free one)"
+            "pick another port (port 0 takes any free one)"
         ) from exc
     sock.listen(128)
     sock.set_inheritable(True)
@@ -90,9 +90,9 @@ def serve(
     loopback = is_loopback(host)
     if not loopback and not token:
         raise DanluError(
-            f"--host {host} makes the dashboard reachable from other machines; "
-            f"add --token SECRET (for example --token {new_token()}) so only people "
-            "with the link can open it, or leave --host out to stay on 127.0.0.1"
+            f"host {host} makes the dashboard reachable from other machines; give a token "
+            f"(for example {new_token()}) so only people with the link can open it, or stay on "
+            "127.0.0.1"
         )
     app = create_app(store, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback and not token else None)
     threading.Thread(target=app.state.dashboard.warm, name="danlu-ui-warm", daemon=True).start()

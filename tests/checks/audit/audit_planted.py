@@ -131,3 +131,11 @@ class MemoryStore(Store):
 
     def get_report(self, report_id):
         return self.reports[report_id - 1]
+
+
+def audit(recipe, *, only=None, limit=None, out_dir=None, progress=False, settings=None):
+    """The audit family on a recipe without keeping the report (what danlu.audit runs before saving)."""
+    from danlu.checks import run_checks
+
+    return run_checks(recipe, "audit", only=only, scan_limit=limit, out_dir=out_dir, progress=progress,
+                      settings=settings)

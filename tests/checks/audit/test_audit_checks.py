@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from audit_planted import ItemDataset, RandomFlip, audit, digits, linear, recipe
 from torch.utils.data import TensorDataset
 
-from audit_planted import ItemDataset, RandomFlip, digits, linear, recipe
-from danlu.checks.audit import audit
-from danlu.checks.audit.classes import class_weights, majority_baseline
+from danlu.baseline import majority_baseline
+from danlu.checks.audit.d1_classes import class_weights
 
 
 def run(r, only=None, **kw):
@@ -308,7 +308,7 @@ def test_feature_scales_that_differ_warn():
 
 
 # -------------------------------------------------------------------- D7
-def test_augmented_validation_and_unshuffled_training_warn(clean_report):
+def test_augmented_validation_fails_and_unshuffled_training_warns(clean_report):
     from torch.utils.data import DataLoader
 
     xt, yt, xv, yv = digits(200, 50)
@@ -318,7 +318,7 @@ def test_augmented_validation_and_unshuffled_training_warn(clean_report):
 
     r = recipe(TensorDataset(xt, yt), RandomFlip(TensorDataset(xv, yv)), loaders=loaders)
     rep = run(r, only=["D7"])
-    assert by_name(rep, "validation augmentation").status == "warn"
+    assert by_name(rep, "validation augmentation").status == "fail"   # one verdict, shared with danlu check
     assert by_name(rep, "shuffling").status == "warn"
     assert by_name(clean_report, "validation augmentation").status == "pass"
     assert by_name(clean_report, "shuffling").status == "pass"
@@ -328,6 +328,7 @@ def test_near_duplicate_rule_is_calibrated_on_all_of_digits():
     """The calibration behind NEAR_RATIO and SPARSE_FRACTION: on all 1,797 digits no pair is flagged,
     while a copy with a little noise or one changed pixel is."""
     from audit_planted import _digits
+
     from danlu.checks.audit.neighbours import NEAR_RATIO, knn, near_pairs, prepare, typical_distance
 
     x, _ = _digits()

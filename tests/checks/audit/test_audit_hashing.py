@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from audit_planted import ItemDataset
 from torch.utils.data import Subset, TensorDataset
 
-from audit_planted import ItemDataset
 from danlu.checks.audit.inputs import as_array, hash_rows, hash_value, split_item
 from danlu.checks.audit.scan import scan_split
 
@@ -86,8 +86,7 @@ def test_chunked_reads_fall_back_to_items_when_one_fails():
 
 
 def test_text_inputs_are_hashed_and_measured_in_words():
-    from audit_planted import recipe
-    from danlu.checks.audit import audit
+    from audit_planted import audit, recipe
 
     train = ItemDataset([(f"sample number {i} " + "word " * (i % 7), i % 2) for i in range(100)])
     val = ItemDataset([("sample number 5 " + "word " * 5, 1), ("something else", 0)])

@@ -10,21 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from audit_planted import ItemDataset, audit, digits, linear, recipe
 from torch.utils.data import TensorDataset
 
-from audit_planted import ItemDataset, MemoryStore, digits, linear, recipe
-from danlu.checks.audit import Check, CheckResult, audit, register, registered_checks
-from danlu.checks.audit import base as audit_base
-from danlu.checks.audit.timing import fit_line
+from danlu.checks import Check, CheckResult, checks_of, register, select
+from danlu.checks import base as checks_base
+from danlu.checks.audit.d8_time_estimate import fit_line
 from danlu.report import Report
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def test_registry_lists_checks_in_practice_order():
-    ids = [c.id for c in registered_checks()]
+    ids = [c.id for c in checks_of("audit")]
     assert ids == sorted(ids) and set(ids) == {"D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8"}
-    assert [c.id for c in registered_checks(["d6", "D1"])] == ["D1", "D6"]
+    assert [c.id for c in select("audit", only=["d6", "D1"])] == ["D1", "D6"]
 
 
 def test_a_crashing_check_becomes_a_finding_and_the_rest_still_run():
@@ -32,6 +32,7 @@ def test_a_crashing_check_becomes_a_finding_and_the_rest_still_run():
     class Broken(Check):
         id = "D9"
         name = "broken on purpose"
+        families = ("audit",)
 
         def run(self, ctx) -> CheckResult:
             raise ZeroDivisionError("planted")
@@ -40,9 +41,10 @@ def test_a_crashing_check_becomes_a_finding_and_the_rest_still_run():
         xt, yt, xv, yv = digits(100, 30)
         rep = audit(recipe(TensorDataset(xt, yt), TensorDataset(xv, yv)), progress=False, only=["D1", "D9"])
     finally:
-        audit_base._REGISTRY.pop("D9:broken on purpose")
+        checks_base._REGISTRY.pop("D9")
     crashed = rep.finding("D9")
-    assert crashed.status == "warn" and "ZeroDivisionError: planted" in crashed.summary
+    assert crashed.status == "fail" and "ZeroDivisionError: planted" in crashed.summary
+    assert "test_audit_runner.py" in crashed.evidence["where"]  # a check of the user's own: their frame
     assert rep.finding("D1").status == "pass"
 
 
@@ -145,77 +147,68 @@ LEAKY = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture
-def memory_store(tmp_path, monkeypatch):
-    import danlu.cli.audit as cli_audit
+def _cli(argv: list[str]) -> int:
+    from danlu.cli import main
 
-    store = MemoryStore(tmp_path / "store")
-    monkeypatch.setattr(cli_audit, "open_store_from_args", lambda args, create=True: store)
-    return store
+    return main(argv)
 
 
-def test_cli_exits_1_on_leakage_and_saves_an_audit_run(tmp_path, memory_store, capsys):
-    from danlu.cli import build_parser
+def test_cli_exits_1_on_leakage_and_saves_an_audit_run(tmp_path, capsys):
+    from danlu.store import open_store
 
     path = tmp_path / "leaky.py"
     path.write_text(LEAKY)
-    args = build_parser_with_audit().parse_args(["audit", str(path), "--json", "--only", "D3,D5"])
-    code = args.func(args)
+    code = _cli(["audit", str(path), "--json", "--only", "D3,D5", "--store", str(tmp_path / "s")])
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["status"] == "fail"
     leak = next(f for f in out["findings"] if f["name"] == "train/val leakage")
     assert leak["evidence"]["pair_list"] == [[5, 2], [77, 9]]
-    (run,) = memory_store.runs.values()
+    store = open_store(tmp_path / "s")
+    (listed,) = store.list_runs(kind="audit")
+    run = store.get_run(listed.id)
     assert run.kind == "audit" and run.status == "finished" and run.summary["audit"] == "fail"
     assert run.config["batch_size"] == 16 and run.recipe.endswith("leaky.py:Leaky")
-    (saved,) = memory_store.list_reports(run.id, "audit")
+    assert run.repro.get("env"), "an audit run keeps its reproducibility record (E1)"
+    (saved,) = store.list_reports(run_id=run.id, kind="audit")
     assert saved.data["meta"]["run_id"] == run.id
-    assert build_parser is not None
 
 
-def test_cli_clean_recipe_exits_0_and_prints_one_line_per_finding(memory_store, capsys):
-    args = build_parser_with_audit().parse_args(["audit", str(RECIPES / "tiny.py"), "--quiet",
-                                                 "--only", "D1,D4,D5,D6"])
-    assert args.func(args) == 0
+def test_cli_clean_recipe_exits_0_and_prints_one_line_per_finding(tmp_path, capsys):
+    from danlu.store import open_store
+
+    assert _cli(["audit", str(RECIPES / "tiny.py"), "--quiet", "--only", "D1,D4,D5,D6",
+                 "--store", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "data audit of Tiny" in out and "majority baseline" in out and "train/val leakage" in out
-    (run,) = memory_store.runs.values()
-    assert memory_store.list_reports(run.id, "audit")
+    store = open_store(tmp_path / "s")
+    (run,) = store.list_runs(kind="audit")
+    assert store.list_reports(run_id=run.id, kind="audit")
 
 
-def test_cli_attaches_to_an_existing_run(memory_store, capsys):
+def test_cli_attaches_to_an_existing_run(tmp_path, capsys):
     from danlu.recipe import load_recipe_class
+    from danlu.store import open_store
 
+    store = open_store(tmp_path / "s")
     spec = load_recipe_class(RECIPES / "tiny.py").__danlu_spec__
-    train_run = memory_store.create_run(kind="train", recipe=spec, config={"hidden": 8, "batch_size": 32})
-    args = build_parser_with_audit().parse_args(["audit", "--run", train_run.id, "--only", "D1", "--json"])
-    assert args.func(args) == 0
-    assert len(memory_store.runs) == 1
-    (saved,) = memory_store.list_reports(train_run.id, "audit")
+    train_run = store.create_run(kind="train", recipe=spec, config={"hidden": 8, "batch_size": 32})
+    assert _cli(["audit", "--run", train_run.id, "--only", "D1", "--json", "--store", str(tmp_path / "s")]) == 0
+    assert len(store.list_runs(kind=None)) == 1
+    (saved,) = store.list_reports(run_id=train_run.id, kind="audit")
     assert saved.data["meta"]["hparams"]["hidden"] == 8
 
 
-def build_parser_with_audit():
-    """The CLI parser with the audit verb, whether or not the lead has added it to COMMANDS yet."""
-    import argparse
-
-    import danlu.cli.audit as cli_audit
-
-    parser = argparse.ArgumentParser(prog="danlu")
-    sub = parser.add_subparsers(dest="command")
-    cli_audit.register(sub)
-    return parser
-
-
-def test_save_audit_copies_images(tmp_path, d3):
-    from danlu.checks.audit.save import save_audit
+def test_keep_report_copies_images(tmp_path, d3):
+    from danlu.store import open_store
+    from danlu.track import keep_report
 
     r, rep, out = d3
-    store = MemoryStore(tmp_path / "store")
-    rid = save_audit(store, r, rep, out)
+    store = open_store(tmp_path / "store")
+    rid = keep_report(rep, store=store, recipe=r, image_root=out)
     assert (store.run_dir(rid) / "audit" / "samples_train.png").stat().st_size > 0
-    assert store.runs[rid].summary["audit"] == rep.status
-    assert store.runs[rid].kind == "audit" and store.runs[rid].status == "finished"
+    run = store.get_run(rid)
+    assert run.summary["audit"] == rep.status
+    assert run.kind == "audit" and run.status == "finished"
 
 
 def test_nothing_planted_means_no_fail_on_tiny_recipe():

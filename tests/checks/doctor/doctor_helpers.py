@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from danlu.checks.doctor import run_checks
+from danlu.checks import run_checks
 from danlu.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -23,3 +23,10 @@ def finding(report, id):
     f = report.finding(id)
     assert f is not None, f"{id} missing from {[x.id for x in report.findings]}"
     return f
+
+
+def by_name(report, name):
+    """The finding called `name` (a check with several findings, e.g. D7's "shuffling")."""
+    found = [f for f in report.findings if f.name == name]
+    assert found, f"no finding {name!r} in {[f.name for f in report.findings]}"
+    return found[0]

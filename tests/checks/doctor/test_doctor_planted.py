@@ -6,7 +6,7 @@ Each test runs only the check(s) it is about, so the whole file takes seconds.
 from __future__ import annotations
 
 import pytest
-from doctor_helpers import check, finding
+from doctor_helpers import by_name, check, finding
 
 
 # --------------------------------------------------------------------- data (S13, D6, D7, D4)
@@ -30,9 +30,9 @@ def test_d7_validation_augmentation_fails():
 
 
 def test_d7_unshuffled_class_sorted_fails_and_unsorted_warns():
-    sorted_ = finding(check("unshuffled", "D7"), "D7")
+    sorted_ = by_name(check("unshuffled", "D7"), "shuffling")
     assert sorted_.status == "fail" and "grouped by class" in sorted_.summary
-    plain = finding(check("unshuffled", "D7", ["sort=false"]), "D7")
+    plain = by_name(check("unshuffled", "D7", ["sort=false"]), "shuffling")
     assert plain.status == "warn" and "does not shuffle" in plain.summary
     assert "shuffle=True" in plain.fix
 
@@ -41,7 +41,7 @@ def test_d4_raw_pixels_warn():
     f = finding(check("raw_pixels", "D4"), "D4")
     assert f.status == "warn"
     assert f.evidence["max"] == pytest.approx(255.0)
-    assert "raw 0-255" in f.cause and "normalise" in f.fix
+    assert "raw 0-255" in f.cause and "Normalise" in f.fix
 
 
 # --------------------------------------------------------------------- model (S1, S6)

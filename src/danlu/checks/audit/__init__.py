@@ -1,25 +1,9 @@
-"""The data audit (practices D1-D8): `audit(recipe)` reads the data once and runs every check.
+"""The audit's checks: know the data before training (D1-D8).
 
-    from danlu.checks.audit import audit
-    report = audit(Digits(), limit=10_000)     # a danlu.Report of kind "audit"
-
-Checks are small classes registered with `@register` (see danlu.checks.audit.base); each
-reads the per-split scans (danlu.checks.audit.scan) and returns findings, tables and images.
+One module per check, named by its practice ID: d1_classes, d2_sizes, d3_samples,
+d4_normalisation, d5_duplicates, d6_validity, d7_augmentation, d8_time_estimate. They
+read the per-split scans (`scan`: one pass over the data, with `inputs` for content
+hashing and `neighbours` for near-duplicate search). D4 and D7 are shown by
+`danlu check` too. Run them with `danlu.checks.run_checks(recipe, "audit")` or
+`danlu audit RECIPE`.
 """
-
-from __future__ import annotations
-
-from danlu.checks.audit.base import AuditContext, Check, CheckResult, register, registered_checks
-from danlu.checks.audit.runner import audit
-from danlu.checks.audit.scan import SplitScan, scan_split
-
-__all__ = [
-    "audit",
-    "AuditContext",
-    "Check",
-    "CheckResult",
-    "register",
-    "registered_checks",
-    "SplitScan",
-    "scan_split",
-]

@@ -17,11 +17,10 @@ by item. Failed items are recorded, never fatal.
 from __future__ import annotations
 
 import time
-import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +36,9 @@ from danlu.checks.audit.inputs import (
     split_item,
     to_chw,
 )
+from danlu.errors import error_text
 
-__all__ = ["Problem", "Moments", "SplitScan", "scan_split", "describe_error", "varies_between_reads", "EMBED_SIDE"]
+__all__ = ["Problem", "Moments", "SplitScan", "scan_split", "varies_between_reads", "EMBED_SIDE"]
 
 #: Images are average-pooled to at most EMBED_SIDE x EMBED_SIDE for near-duplicate search.
 EMBED_SIDE = 16
@@ -74,7 +74,7 @@ class Moments:
     skipped: int = 0                  # samples whose channel/feature count did not match
 
     @classmethod
-    def empty(cls, layout: str, width: int) -> "Moments":
+    def empty(cls, layout: str, width: int) -> Moments:
         z = np.zeros(width, dtype=np.float64)
         return cls(layout, z.copy(), z.copy(), z.copy())
 
@@ -130,7 +130,7 @@ class SplitScan:
     seconds: float = 0.0
 
     @classmethod
-    def empty(cls, name: str, size: int, indices: np.ndarray) -> "SplitScan":
+    def empty(cls, name: str, size: int, indices: np.ndarray) -> SplitScan:
         n = len(indices)
         return cls(
             name=name,
@@ -182,14 +182,6 @@ class SplitScan:
         return f" (sampled {self.n:,} of {self.size:,})" if self.sampled else ""
 
 
-def describe_error(exc: BaseException) -> str:
-    """'ValueError: message (file.py:12)': the exception and the last frame that raised it."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
-
-
 # ------------------------------------------------------------------ the pass
 def scan_split(
     name: str,
@@ -230,7 +222,7 @@ def _tensor_source(dataset: Dataset, indices: np.ndarray):
     return None
 
 
-def _scan_tensors(scan: SplitScan, emb: "_Embedder", tensors, rows: np.ndarray, advance) -> None:
+def _scan_tensors(scan: SplitScan, emb: _Embedder, tensors, rows: np.ndarray, advance) -> None:
     x_all = tensors[0]
     y_all = tensors[1] if len(tensors) > 1 else None
     step = _batch_rows(x_all[0].numel() * x_all.element_size() if len(x_all) else 1)
@@ -250,7 +242,7 @@ def _scan_tensors(scan: SplitScan, emb: "_Embedder", tensors, rows: np.ndarray, 
         advance(len(chunk))
 
 
-def _scan_items(scan: SplitScan, emb: "_Embedder", dataset: Dataset, advance) -> None:
+def _scan_items(scan: SplitScan, emb: _Embedder, dataset: Dataset, advance) -> None:
     batcher = _Batcher(scan, emb)
     getitems = getattr(dataset, "__getitems__", None)
     for lo in range(0, scan.n, 256):
@@ -271,7 +263,7 @@ def _scan_items(scan: SplitScan, emb: "_Embedder", dataset: Dataset, advance) ->
                 try:
                     item = dataset[int(i)]
                 except Exception as exc:  # D6: record, keep going
-                    scan.errors.append(Problem(int(i), describe_error(exc)))
+                    scan.errors.append(Problem(int(i), error_text(exc, frame=True)))
                     continue
             batcher.add(pos, item)
         advance(len(idx))
@@ -288,7 +280,7 @@ class _Batcher:
     per batch (they hash like 0-d int64/float64/bool arrays, as `hash_value` does).
     """
 
-    def __init__(self, scan: SplitScan, emb: "_Embedder") -> None:
+    def __init__(self, scan: SplitScan, emb: _Embedder) -> None:
         self.scan, self.emb = scan, emb
         self.key: Any = None
         self.pos: list[int] = []
@@ -331,7 +323,7 @@ class _Batcher:
                 key = (ax.shape, ax.dtype, ykey)
             xname = dtype_name(x)
         except Exception as exc:  # an item we cannot even convert counts as unreadable
-            scan.errors.append(Problem(int(scan.indices[pos]), describe_error(exc)))
+            scan.errors.append(Problem(int(scan.indices[pos]), error_text(exc, frame=True)))
             return
         if key != self.key or len(self.pos) >= self.cap:
             self.flush()
@@ -359,7 +351,7 @@ class _Batcher:
 # --------------------------------------------------------- per-batch analysis
 def _process_batch(
     scan: SplitScan,
-    emb: "_Embedder",
+    emb: _Embedder,
     pos: np.ndarray,
     xs: np.ndarray,
     xname: str,

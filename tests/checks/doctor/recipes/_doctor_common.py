@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digits(n: int):
     from sklearn.datasets import load_digits
 

@@ -1,0 +1,151 @@
+"""D4: normalisation statistics, and inputs far from mean 0 / std 1 (shown by check and audit)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from danlu.checks.audit.scan import Moments
+from danlu.checks.base import Check, CheckResult, SkipCheck, register
+from danlu.checks.context import Context
+from danlu.report import Table
+
+__all__ = ["Normalisation", "normalize_snippet"]
+
+_CONSTANT = 1e-8
+_PASTE_MAX = 64
+
+
+def normalize_snippet(m: Moments) -> str:
+    """The line to paste: transforms.Normalize for images, (x - mean) / std for feature vectors."""
+    mean = "[" + ", ".join(_num(v) for v in m.mean) + "]"
+    std = "[" + ", ".join(f"{v:.4g}" if v >= _CONSTANT else "1" for v in m.std) + "]"  # constant: 1
+    if m.layout == "channel":
+        return f"transforms.Normalize(mean={mean}, std={std})"
+    return f"x = (x - torch.tensor({mean})) / torch.tensor({std})"
+
+
+@register
+class Normalisation(Check):
+    """Input scale: per-channel (images) or per-feature (vectors) mean and std near 0 and 1.
+
+    Detects: inputs far from zero mean and unit variance, such as raw 0-255 pixels,
+    unstandardised tabular features (ages, prices, counts) or inputs scaled to tiny
+    values; feature scales that differ by orders of magnitude; constant features; and
+    validation inputs on another scale than training (normalised in one split only).
+    Why: practice D4. Badly scaled inputs saturate activations, blow up the initial loss
+    (S4) and force the learning rate down; a validation split on another scale makes
+    every validation number wrong. Standardising with the training statistics is the
+    cheapest fix in deep learning.
+    How: running per-channel (dim 1 of [C, H, W] items) or per-feature sums over the
+    finite training and validation items the scan read: every item for `danlu audit`,
+    a seeded sample of 2,048 per split for `danlu check`. Token and category ids
+    (integer sequences) have no scale and are skipped.
+    Thresholds: warn when a channel or feature has |mean| > D4.mean_far (3), std >
+    D4.std_far (5) or a (non-constant) std < D4.std_tiny (0.01); when feature stds
+    differ more than D4.scale_ratio (100) times; when validation is shifted by more than
+    D4.shift (0.5) training standard deviations or its std is outside x0.5..x2 (in
+    images any channel, in feature vectors at least 10% of the features).
+    Fix: normalise both splits with the training statistics: paste the printed
+    `transforms.Normalize(...)` / `(x - mean) / std` (divide 0-255 pixels by 255 first).
+    """
+
+    id = "D4"
+    name = "normalisation"
+    families = ("audit", "doctor")
+    stage = "data"
+    settings = ("mean_far", "std_far", "std_tiny", "scale_ratio", "shift")
+    mean_far = 3.0
+    std_far = 5.0
+    std_tiny = 0.01
+    scale_ratio = 100.0
+    shift = 0.5
+
+    def run(self, ctx: Context) -> CheckResult:
+        train = ctx.scans["train"]
+        m = train.moments
+        if m is None or not m.count.sum():
+            kind = train.kind or "unknown"
+            what = "token or category ids" if kind == "tokens" else kind
+            raise SkipCheck(f"inputs are {what}, which have no per-channel/feature scale to check")
+        out = CheckResult()
+        mean, std = m.mean, m.std
+        constant = np.flatnonzero(std < _CONSTANT)
+        varying = std >= _CONSTANT
+        unit = "channel" if m.layout == "channel" else "feature"
+        problems: list[str] = []
+        far = np.flatnonzero((np.abs(mean) > self.mean_far) | (std > self.std_far)
+                             | (varying & (std < self.std_tiny)))
+        if len(far):
+            k = int(far[np.argmax(np.abs(mean[far]) + std[far])])
+            problems.append(f"{len(far)} {unit}(s) far from mean 0 / std 1 (e.g. {unit} {k}: mean {mean[k]:.4g}, "
+                            f"std {std[k]:.4g}; values {m.lo:.4g}..{m.hi:.4g})")
+        ratio = float(std[varying].max() / std[varying].min()) if varying.sum() > 1 else 1.0
+        if m.layout == "feature" and ratio > self.scale_ratio:
+            problems.append(f"feature scales differ {ratio:.0f}x (std {std[varying].min():.3g}..{std[varying].max():.3g})")
+        shift = self._shift(ctx, m)
+        if shift:
+            problems.append(shift)
+
+        snippet = normalize_snippet(m)
+        evidence = {
+            "layout": m.layout,
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "min": m.lo,
+            "max": m.hi,
+            "constant": constant.tolist(),
+            "std_ratio": ratio,
+            "samples": train.n,
+            "snippet": snippet,
+        }
+        if len(mean) <= 16:
+            out.tables.append(Table(
+                f"D4 per-{unit} statistics (train)" + train.sample_note(), [unit, "mean", "std"],
+                [[k, round(float(a), 6), round(float(b), 6)] for k, (a, b) in enumerate(zip(mean, std))],
+            ))
+        paste = snippet if len(mean) <= _PASTE_MAX else (
+            f"x = (x - mean) / std with the {len(mean)} values in this finding's evidence (mean, std)")
+        overall = (f"mean {_num(mean[0])}, std {_num(std[0])}" if len(mean) == 1
+                   else f"means {_num(mean.min())}..{_num(mean.max())}, stds {_num(std.min())}..{_num(std.max())}")
+        summary = f"train {unit}s: {overall}"
+        if len(constant):
+            summary += f"; {len(constant)} constant {unit}(s)"
+        if problems:
+            raw_pixels = m.layout == "channel" and m.lo >= 0 and m.hi > 20
+            cause = ("Inputs look like raw 0-255 pixel values" if raw_pixels
+                     else "Inputs are not standardised: their scale is far from mean 0 / std 1")
+            out.findings.append(self.finding(
+                "warn", summary + "; " + "; ".join(problems), evidence=evidence,
+                cause=cause + ", which saturates activations and puts the initial loss off (S4); a validation "
+                      "split on another scale makes its numbers meaningless.",
+                fix=f"Normalise with the training statistics, in both splits: {paste}",
+            ))
+        else:
+            out.findings.append(self.finding(
+                "pass",
+                summary + ("; already normalised" if np.all(np.abs(mean) < 1) else "") + f"; to paste: {paste}",
+                evidence=evidence,
+            ))
+        return out
+
+    def _shift(self, ctx: Context, m: Moments) -> str:
+        v = ctx.scans["val"].moments
+        if v is None or v.layout != m.layout or len(v.s1) != len(m.s1) or not v.count.sum():
+            return ""
+        sd = np.maximum(m.std, _CONSTANT)
+        ok = m.std >= _CONSTANT
+        delta = np.abs(v.mean - m.mean) / sd
+        ratio = np.maximum(v.std, _CONSTANT) / sd
+        shifted = ok & ((delta > self.shift) | (ratio > 2) | (ratio < 0.5))
+        need = 1 if m.layout == "channel" else max(1, int(0.1 * ok.sum()))
+        if shifted.sum() < need:
+            return ""
+        k = int(np.flatnonzero(shifted)[np.argmax(delta[shifted])])
+        return (f"validation is on another scale than training in {int(shifted.sum())} of {len(sd)} "
+                f"{'channels' if m.layout == 'channel' else 'features'} (e.g. #{k}: val mean {v.mean[k]:.4g} / "
+                f"std {v.std[k]:.4g} vs train {m.mean[k]:.4g} / {m.std[k]:.4g})")
+
+
+def _num(v: float) -> str:
+    """4 significant digits; float noise around zero (|v| < 5e-5) prints as 0."""
+    return "0" if abs(v) < 5e-5 else f"{v:.4g}"

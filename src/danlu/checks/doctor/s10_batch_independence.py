@@ -1,0 +1,103 @@
+"""S10: samples in a batch do not leak into each other (view/permute bugs)."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from danlu.checks.base import Check, SkipCheck, register
+from danlu.checks.doctor.measure import split, with_inputs
+from danlu.report import Finding
+
+__all__ = ["BatchIndependence"]
+
+
+@register
+class BatchIndependence(Check):
+    """Batch independence: one sample's output does not depend on the other samples' inputs.
+
+    Detects: operations that mix samples of a batch: x.view(C, B, ...) or reshape where
+    a permute/transpose was meant, a sum/mean/softmax over dim 0, a normalisation over
+    the batch written by hand.
+    Why: practice S10 (Karpathy: "use backprop to chart dependencies"). Mixed samples
+    still train, just worse, and the bug hides until someone looks at per-sample
+    predictions; evaluation results then depend on the batch size and order.
+    How: puts batch-norm in eval mode (its batch statistics legitimately couple samples),
+    runs the model on a small batch whose input requires grad, and backpropagates a
+    random projection of sample i's output (i = first and middle) to the inputs. Every
+    other sample's input gradient must be exactly zero. For integer inputs (token ids)
+    it changes the other samples' inputs instead and checks that output i is unchanged (in
+    eval mode, so that dropout masks do not differ between the two passes).
+    Thresholds: fails when another sample's input gradient exceeds S10.tolerance (1e-6)
+    times the largest gradient on sample i's own input. Budget: S10.samples (8).
+    Fix: use permute/transpose (not view/reshape) to reorder dimensions, and reduce over
+    the intended dimension (dim=1, not 0); keep batch statistics inside nn.BatchNorm.
+    """
+
+    id = "S10"
+    name = "batch independence"
+    stage = "step"
+    settings = ("tolerance", "samples")
+    tolerance = 1e-6
+    samples = 8
+
+    def run(self, ctx) -> Finding:
+        model = ctx.new_model().train()
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.eval()
+        batch = ctx.batch(max(3, self.samples), seed=10)
+        x, _ = split(batch)
+        size = x.shape[0] if x.dim() else 0
+        if size < 3:
+            raise SkipCheck("need at least 3 samples in a batch")
+        probes = sorted({0, size // 2})
+        leaks: dict[int, list[int]] = {}
+        gen = torch.Generator().manual_seed(10)
+        if x.is_floating_point():
+            xg = x.detach().clone().requires_grad_(True)
+            output, _ = ctx.forward(model, with_inputs(batch, xg))
+            if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != size:
+                raise SkipCheck("the model output's first dimension is not the batch")
+            for i in probes:
+                weights = torch.randn(output[i].shape, generator=gen).to(output.device, output.dtype)
+                (grad,) = torch.autograd.grad((output[i] * weights).sum(), xg, retain_graph=True, allow_unused=True)
+                if grad is None:
+                    raise SkipCheck("the output does not depend on the input tensor (see S5)")
+                per = grad.detach().abs().reshape(size, -1).max(dim=1).values
+                own = float(per[i])
+                if own == 0:
+                    continue
+                others = [j for j in range(size) if j != i and float(per[j]) > self.tolerance * own]
+                if others:
+                    leaks[i] = others
+            method = "input gradients"
+        else:
+            model.eval()  # two forwards are compared: dropout masks must not differ between them
+            with torch.no_grad():
+                base, _ = ctx.forward(model, batch)
+                if not isinstance(base, torch.Tensor) or base.dim() == 0 or base.shape[0] != size:
+                    raise SkipCheck("the model output's first dimension is not the batch")
+                for i in probes:
+                    other = torch.roll(x, shifts=1, dims=0)
+                    changed = other.clone()
+                    changed[i] = x[i]
+                    out, _ = ctx.forward(model, with_inputs(batch, changed))
+                    if not torch.allclose(out[i], base[i], rtol=1e-5, atol=1e-6):
+                        leaks[i] = [j for j in range(size) if j != i]
+            method = "changing other samples' inputs"
+        ev = {"batch": size, "probed": probes, "method": method, "leaks": {str(k): v for k, v in leaks.items()}}
+        if leaks:
+            i, others = next(iter(leaks.items()))
+            return self.finding(
+                "fail",
+                f"the output of sample {i} depends on the inputs of samples {others[:6]}"
+                f"{'...' if len(others) > 6 else ''} (by {method})",
+                evidence=ev,
+                cause="an operation mixes samples across the batch: view/reshape used to swap dimensions "
+                      "(x.view(C, B, ...) instead of x.permute), or a sum/mean/softmax over dim 0",
+                fix="reorder dimensions with permute/transpose, reduce over the intended dimension, and check "
+                    "every view/reshape that touches the batch dimension",
+            )
+        return self.finding("pass", f"no sample's output depends on another's input (batch of {size}, by {method})",
+                            evidence=ev)

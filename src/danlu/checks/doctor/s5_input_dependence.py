@@ -1,0 +1,190 @@
+"""S5: trained on real inputs, the model beats the same model trained on zeroed inputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from danlu.batches import batch_size_of
+from danlu.checks.base import Check, register
+from danlu.checks.doctor.measure import accuracy, per_sample_losses, scalar, split, with_inputs
+from danlu.report import Finding
+
+__all__ = ["InputDependence"]
+
+
+def _t_statistic(diffs: list[float]) -> float:
+    """Paired t-statistic of the mean difference (inf when every difference is equal and positive)."""
+    n = len(diffs)
+    if n == 0:
+        return 0.0
+    mean = sum(diffs) / n
+    if n == 1:
+        return math.inf if mean > 0 else (0.0 if mean == 0 else -math.inf)
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    if var == 0:
+        return math.inf if mean > 0 else (0.0 if mean == 0 else -math.inf)
+    return mean / math.sqrt(var / n)
+
+
+@dataclass
+class _Comparison:
+    """Real-input vs zero-input models on held-out samples."""
+
+    loss_real: float
+    loss_zero: float
+    t: float
+    better: bool
+    pairs: int
+    samples: int
+    sensitivity: float           # largest output change of the real model when its input is zeroed
+    acc_real: float | None = None
+    acc_zero: float | None = None
+
+    @property
+    def gain(self) -> float:
+        return (self.loss_zero - self.loss_real) / abs(self.loss_zero) if self.loss_zero else 0.0
+
+
+@register
+class InputDependence(Check):
+    """Input dependence: trained on real inputs, the model beats the same model trained on zeros.
+
+    Detects: a model that ignores its input (a forward that never uses x, an input
+    overwritten or detached), and labels that do not belong to their inputs (features and
+    labels shuffled separately, a misaligned join), which no model can learn.
+    Why: practice S5 (Karpathy's input-independent baseline; "feed labels into the net").
+    A pipeline that learns only the label prior still shows a falling training loss, so the
+    bug hides behind a plausible curve.
+    How: trains two copies of the fresh model with the recipe's training step on the same
+    shuffled training batches, one on the real inputs and one with the inputs zeroed, then compares their losses on up to
+    `eval_samples` validation samples (each on its own kind of input), sample by sample,
+    with a paired t-statistic. It evaluates after `steps` steps and, while the real-input
+    model is not clearly better, again after twice as many, up to `max_steps` (slow
+    learners get more time; a clear pass stops early). Reports accuracies for
+    classification.
+    Thresholds: pass when the real-input model is better with t >= S5.min_t (3: clearly,
+    not by chance); warn when it is better but not clearly; fail when it is not better.
+    Budget: S5.steps (100), S5.max_steps (400), S5.eval_samples (512).
+    Fix: make forward use its input; check that inputs and labels are read with the same
+    index (shuffle them together, join on an id); if the data are just hard, raise
+    S5.max_steps.
+    """
+
+    id = "S5"
+    name = "input dependence"
+    stage = "train"
+    settings = ("steps", "max_steps", "min_t", "eval_samples")
+    steps = 100
+    max_steps = 400
+    min_t = 3.0
+    eval_samples = 512
+
+    def run(self, ctx) -> Finding:
+        split(ctx.batch(2))  # needs (input, target) batches with a tensor input
+        real, zero = ctx.new_model().train(), ctx.new_model().train()
+        step_real, step_zero = ctx.train_step(real, self.max_steps), ctx.train_step(zero, self.max_steps)
+        stream = ctx.stream(seed=5)
+        train = {"real": math.nan, "zero": math.nan}
+        done, target_steps = 0, max(1, min(self.steps, self.max_steps))
+        while True:
+            for _ in range(target_steps - done):
+                batch = next(stream)
+                x, _ = split(batch)
+                for key, model, step, b in (("real", real, step_real, batch),
+                                            ("zero", zero, step_zero, with_inputs(batch, torch.zeros_like(x)))):
+                    model.train()
+                    train[key] = scalar(step(b).loss)
+            done = target_steps
+            if not (math.isfinite(train["real"]) and math.isfinite(train["zero"])):
+                return self.finding("fail", f"the loss became NaN/Inf within {done} steps", evidence={},
+                                    cause="training diverged or an operation produced NaN/Inf", fix="see S9")
+            cmp = self._compare(ctx, real, zero)
+            if (cmp.better and cmp.t >= self.min_t) or done >= self.max_steps:
+                break
+            target_steps = min(2 * done, self.max_steps)
+        return self._finding(cmp, done, train)
+
+    def _compare(self, ctx, real: nn.Module, zero: nn.Module) -> _Comparison:
+        split_name = "val" if ctx.length("val") > 0 else "train"
+        n_eval = min(self.eval_samples, ctx.length(split_name))
+        size = max(1, min(ctx.batch_size, n_eval))
+        indices = ctx.indices(split_name, n_eval, seed=55)
+        real.eval()
+        zero.eval()
+        totals = {"real": 0.0, "zero": 0.0}
+        correct = {"real": 0.0, "zero": 0.0}
+        diffs: list[float] = []   # per held-out sample: zero-input loss - real-input loss
+        counted, sensitivity, with_acc = 0, 0.0, ctx.classification
+        with torch.no_grad():
+            for start in range(0, n_eval, size):
+                batch = ctx.collated(split_name, indices[start:start + size])
+                x, _ = split(batch)
+                zb = with_inputs(batch, torch.zeros_like(x))
+                out_r, tgt = ctx.forward(real, batch)
+                out_z, tgt_z = ctx.forward(zero, zb)
+                out_rz, _ = ctx.forward(real, zb)
+                n = batch_size_of(batch)
+                loss_r, loss_z = scalar(ctx.loss(out_r, tgt)), scalar(ctx.loss(out_z, tgt_z))
+                totals["real"] += loss_r * n
+                totals["zero"] += loss_z * n
+                per_r, per_z = per_sample_losses(ctx, out_r, tgt), per_sample_losses(ctx, out_z, tgt_z)
+                if per_r is not None and per_z is not None:
+                    diffs.extend(z - r for r, z in zip(per_r, per_z))
+                else:  # a loss that does not split by sample: one pair per batch
+                    diffs.append(loss_z - loss_r)
+                if isinstance(out_r, torch.Tensor) and isinstance(out_rz, torch.Tensor):
+                    sensitivity = max(sensitivity, float((out_r.float() - out_rz.float()).abs().max()))
+                if with_acc:
+                    acc_r, acc_z = accuracy(out_r, tgt), accuracy(out_z, tgt_z)
+                    if acc_r is None or acc_z is None:
+                        with_acc = False
+                    else:
+                        correct["real"] += acc_r * n
+                        correct["zero"] += acc_z * n
+                counted += n
+        return _Comparison(
+            loss_real=totals["real"] / counted, loss_zero=totals["zero"] / counted, t=_t_statistic(diffs),
+            better=sum(diffs) > 0, pairs=len(diffs), samples=counted, sensitivity=sensitivity,
+            acc_real=correct["real"] / counted if with_acc else None,
+            acc_zero=correct["zero"] / counted if with_acc else None,
+        )
+
+    def _finding(self, cmp: _Comparison, steps: int, train: dict[str, float]) -> Finding:
+        ev: dict[str, Any] = {
+            "steps": steps, "eval_samples": cmp.samples, "loss_real": cmp.loss_real, "loss_zero": cmp.loss_zero,
+            "gain": cmp.gain, "t": cmp.t, "pairs": cmp.pairs, "train_loss_real": train["real"],
+            "train_loss_zero": train["zero"], "output_change_when_zeroed": cmp.sensitivity,
+            "acc_real": cmp.acc_real, "acc_zero": cmp.acc_zero,
+        }
+        text = f"held-out loss {cmp.loss_real:.4g} with real inputs vs {cmp.loss_zero:.4g} with zeroed inputs " \
+               f"({cmp.gain:+.0%}" + (f", t = {cmp.t:.3g})" if math.isfinite(cmp.t) else ")")
+        if cmp.acc_real is not None:
+            text += f", accuracy {cmp.acc_real:.0%} vs {cmp.acc_zero:.0%}"
+        text += f" after {steps} steps"
+        if cmp.better and cmp.t >= self.min_t:
+            return self.finding("pass", text, evidence=ev)
+        if cmp.sensitivity == 0.0:
+            cause = ("the trained model's output does not change at all when its input is zeroed: forward "
+                     "ignores the input (unused, overwritten or detached x)")
+            fix = "make forward compute from its input; check the variable names in forward"
+        elif train["real"] < train["zero"] * 0.9:
+            cause = ("the real-input model fits its training batches better than the zero-input one but does "
+                     "no better on held-out data: the labels do not belong to the inputs (shuffled "
+                     "separately, misaligned), or it only memorises")
+            fix = ("read inputs and labels with the same index (shuffle them together); check any join or "
+                   "sort in data()")
+        else:
+            cause = ("the inputs carry no information the model uses: labels not aligned with inputs, "
+                     "inputs destroyed by preprocessing, or a learning rate too low to learn in "
+                     f"{steps} steps")
+            fix = ("check that inputs and labels match (look at samples, D3); check preprocessing; if the task "
+                   "is just hard, raise S5.max_steps")
+        if cmp.better:
+            return self.finding("warn", text, evidence=ev, fix=fix,
+                                cause=f"better, but not clearly (t < {self.min_t:g}): " + cause)
+        return self.finding("fail", text, evidence=ev, cause=cause, fix=fix)
