@@ -85,10 +85,11 @@ def check(
     from danlu.track import keep_report
 
     recipe = as_recipe(recipe, overrides)
-    report = run_checks(recipe, "doctor", only=only, skip=skip, settings=settings, device=device,
-                        progress=progress)
-    if save:
-        keep_report(report, store=as_store(store), recipe=recipe, tags=["check"])
+    with tempfile.TemporaryDirectory(prefix="danlu-check-") as tmp:
+        report = run_checks(recipe, "doctor", only=only, skip=skip, settings=settings, device=device,
+                            out_dir=tmp if save else None, progress=progress)
+        if save:
+            keep_report(report, store=as_store(store), recipe=recipe, tags=["check"], image_root=tmp)
     return report
 
 
@@ -128,7 +129,7 @@ def audit(
     recipe = as_recipe(recipe, overrides)
     with tempfile.TemporaryDirectory(prefix="danlu-audit-") as tmp:
         report = run_checks(recipe, "audit", only=only, skip=skip, settings=settings, scan_limit=limit,
-                            out_dir=tmp, progress=progress)
+                            out_dir=tmp if save else None, progress=progress)
         if save:
             keep_report(report, store=as_store(store), run=target, recipe=recipe, image_root=tmp)
     return report

@@ -97,12 +97,22 @@ class _Callbacks:
                 hook(state)
 
 
+#: The whole validation set's outputs are kept to compute the metrics once on all of them (C3) up to
+#: this many values; beyond, metrics are averaged over batches (exact for accuracy or MAE, not for R²).
+WHOLE_SET_VALUES = 20_000_000
+
+
 @torch.no_grad()
 def evaluate(recipe: Recipe, model: torch.nn.Module, loader, device: torch.device) -> tuple[float, dict[str, float]]:
-    """Mean loss and metrics over a whole loader (C3), weighted by batch size."""
+    """Mean loss over a whole loader, weighted by batch size, and the recipe's metrics computed once on
+    the whole set's outputs (C3: R² or F1 of the whole set, the number `danlu cases` reports too); a set
+    too large to hold falls back to batch averages."""
     was_training = model.training
     model.eval()
     total, n, sums = 0.0, 0, {}
+    outputs: list[Any] | None = []
+    targets: list[Any] = []
+    kept = 0
     for batch in loader:
         output, target = recipe.forward(model, to_device(batch, device))
         size = len(target) if hasattr(target, "__len__") else 1
@@ -110,10 +120,57 @@ def evaluate(recipe: Recipe, model: torch.nn.Module, loader, device: torch.devic
         for k, v in recipe.metrics(output, target).items():
             sums[k] = sums.get(k, 0.0) + float(v) * size
         n += size
+        if outputs is not None:
+            kept += _values(output) + _values(target)
+            if kept > WHOLE_SET_VALUES:
+                outputs = None
+            else:
+                outputs.append(_to_cpu(output))
+                targets.append(_to_cpu(target))
     model.train(was_training)
     if n == 0:
         return math.nan, {}
-    return total / n, {k: v / n for k, v in sums.items()}
+    metrics = {k: v / n for k, v in sums.items()}
+    if outputs:
+        try:
+            whole = recipe.metrics(_concat(outputs), _concat(targets))
+            metrics.update({k: float(v) for k, v in whole.items()})
+        except Exception:  # a metric that cannot take the concatenated set keeps its batch average
+            pass
+    return total / n, metrics
+
+
+def _values(value: Any) -> int:
+    return sum(t.numel() for t in _tensors(value))
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _to_cpu(value: Any) -> Any:
+    from danlu.device import to_device as move
+
+    return move(value.detach() if isinstance(value, torch.Tensor) else value, "cpu")
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Batches of (nested) outputs joined along the batch dimension."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts) if first.dim() else torch.stack(parts)
+    if isinstance(first, (list, tuple)):
+        joined = [_concat([p[i] for p in parts]) for i in range(len(first))]
+        return type(first)(*joined) if hasattr(first, "_fields") else type(first)(joined)
+    if isinstance(first, dict):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    raise TypeError(f"cannot join outputs of type {type(first).__name__}")
 
 
 def _probe(recipe: Recipe, model, val, collate, device, step: int) -> float:
@@ -366,6 +423,8 @@ def _summary(state: FitState, elapsed: float) -> dict[str, Any]:
         out.update({f"val_{k}": v for k, v in state.val_metrics.items()})
     if state.baseline_loss is not None:
         out["baseline_loss"] = state.baseline_loss
+    if state.recipe.task is not None:
+        out["task"] = state.recipe.task
     if state.stop_reason:
         out["stop_reason"] = state.stop_reason
     return out

@@ -62,12 +62,21 @@ def print_report(report: Report, con=None, verbose: bool = False) -> None:
     style = STATUS_STYLE.get(report.status, "")
     tally = "  ".join(f"[{STATUS_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n)
     con.print(f"[bold]{escape(report.title)}[/]  [{style}]{report.status.upper()}[/]  {tally}")
+    root = report.meta.get("root_cause")
+    if root:
+        verb = "warns" if root.get("status") == "warn" else "fails"
+        con.print(f" [bold]start here:[/] {escape(root['id'])} {escape(root['name'])} {verb}; "
+                  f"{escape(', '.join(root['follows']))} probably "
+                  f"{'follow' if len(root['follows']) > 1 else 'follows'} from it")
     for f in report.findings:
         st = STATUS_STYLE.get(f.status, "")
+        follows = f.evidence.get("follows_from") if isinstance(f.evidence, dict) else None
         con.print(
             f" [{st}]{_ICON.get(f.status, '?')} {f.status:<4}[/] [bold]{escape(f.id):<4}[/] "
-            f"{escape(f.name)}: {escape(f.summary)}"
+            f"{escape(f.name)}: {escape(f.summary)}" + (f" [dim](probably follows from {follows})[/]" if follows else "")
         )
+        if follows and not verbose:
+            continue
         if f.status in ("warn", "fail") or verbose:
             if f.cause:
                 con.print(f"        [dim]cause:[/] {escape(f.cause)}")

@@ -63,6 +63,7 @@ class Report:
     images: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    files: list[str] = field(default_factory=list)   # other artefacts (e.g. statistics to load), relative paths
 
     @property
     def status(self) -> str:
@@ -94,6 +95,7 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "tables": [t.to_dict() for t in self.tables],
             "images": list(self.images),
+            "files": list(self.files),
             "meta": jsonable(self.meta),
             "created": self.created,
         }
@@ -109,4 +111,5 @@ class Report:
             images=list(data.get("images", [])),
             meta=dict(data.get("meta", {})),
             created=data.get("created", time.time()),
+            files=list(data.get("files", [])),
         )

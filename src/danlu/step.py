@@ -91,6 +91,17 @@ class TrainStep:
         """The learning rate of the first parameter group (what the next update will use)."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the learning rate, schedule included (a check trying a faster or slower rate)."""
+        if factor == 1.0:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+
     def forward_backward(self, batch: Any) -> StepOutput:
         """Forward, loss and backward on one batch; the gradients wait for :meth:`update`."""
         if not self._pending:

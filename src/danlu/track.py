@@ -169,12 +169,12 @@ def init(
 
 
 def attach_report(store: Store, run_id: str, report: Report, image_root: str | os.PathLike | None = None) -> int:
-    """Store a report with a run, copying its images (paths relative to image_root) into the run's folder."""
+    """Store a report with a run, copying its images and files (paths relative to image_root) into the run's folder."""
     import shutil
 
     folder = store.run_dir(run_id)
     if image_root is not None:
-        for rel in report.images:
+        for rel in [*report.images, *report.files]:
             target = folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(image_root) / rel, target)

@@ -219,6 +219,36 @@ def true_convergence(seed=0):
                    (0.25 + 2.0 * np.exp(-vt / 80)) * _noise(rng, 0.005, len(vt)), lr=cosine())
 
 
+def short_run(seed=0):
+    """14 logged steps and an 8 % fall: nothing to read yet."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 15)
+    train = 2.3 * (1 - 0.08 * t / 14) * _noise(rng, 0.05, 14)
+    return _curves(train, n=14)
+
+
+def settled_high(seed=0):
+    """Learned a little, then settled: validation flat at ~1.58 of a 2.30 baseline (a broken net that
+    still learns something; the sound one reaches ~0.1)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, N + 1)
+    train = (1.5 + 0.8 * np.exp(-t / 100)) * _noise(rng, 0.05)
+    vt = t[EPOCH - 1::EPOCH]
+    val = (1.58 + 0.7 * np.exp(-vt / 100)) * _noise(rng, 0.005, len(vt))
+    return _curves(train, val, baseline=LN10)
+
+
+def regression_val_at_baseline(seed=0):
+    """Regression: training falls, validation stays at the mean predictor's loss (the target variance)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, N + 1)
+    train = (0.05 + 0.95 * np.exp(-t / 150)) * _noise(rng, 0.1)
+    vt = t[EPOCH - 1::EPOCH]
+    curves = _curves(train, np.full(len(vt), 1.0) * _noise(rng, 0.01, len(vt)), baseline=1.0)
+    curves.task = "regression"
+    return curves
+
+
 FACTORIES = {name: obj for name, obj in dict(globals()).items()
              if callable(obj) and not name.startswith("_") and obj.__module__ == __name__
              and name not in ("cosine", "synth")}

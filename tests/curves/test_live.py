@@ -55,7 +55,7 @@ def test_nan_is_caught_at_the_step_it_happens(synth):
     live = LiveDiagnosis(announce=lines.append, stop_on={"nan"}, every=1000)  # no re-diagnosis needed
     state = feed(live, synth.with_nan(at=437))
     assert state.step == 437 and "437" in state.stop_reason and "nan" in state.stop_reason
-    assert lines == ["nan since step 437: training loss is nan"]
+    assert lines == ["at step 437: NaN/Inf loss: training loss is nan"]
 
 
 def test_diverging_run_is_stopped_early(synth):
@@ -64,7 +64,7 @@ def test_diverging_run_is_stopped_early(synth):
     state = feed(live, synth.explode(seed=0))
     assert state.stop_reason and "diverging" in state.stop_reason
     assert state.step <= 15  # of 200: the per-step tripwire brings the diagnosis forward
-    assert len(lines) == 1 and lines[0].startswith("diverging since step")
+    assert len(lines) == 1 and lines[0].startswith("at step ") and ": diverging since step" in lines[0]
 
 
 def test_without_stop_on_a_diverging_run_is_only_reported(synth):
@@ -72,7 +72,7 @@ def test_without_stop_on_a_diverging_run_is_only_reported(synth):
     live = LiveDiagnosis(announce=lines.append)
     state = feed(live, synth.diverge_late(seed=0))
     assert state.stop_reason is None and state.step == synth.N
-    assert [line.split(" since")[0] for line in lines] == ["diverging"]
+    assert [line.split(": ", 1)[1].split(" since")[0] for line in lines] == ["diverging"]
 
 
 def test_overfitting_is_announced_once_with_its_turn(synth):
@@ -80,7 +80,7 @@ def test_overfitting_is_announced_once_with_its_turn(synth):
     live = LiveDiagnosis(announce=lines.append, stop_on={"diverging", "nan"})
     state = feed(live, synth.overfit(seed=0))
     assert state.stop_reason is None
-    over = [line for line in lines if line.startswith("overfitting")]
+    over = [line for line in lines if ": overfitting since step" in line]
     assert len(over) == 1 and len(lines) == 1, lines
     step = int(over[0].split("since step ")[1].split()[0])
     assert 300 <= step <= 600  # planted: validation turns at step 400
@@ -132,3 +132,13 @@ def test_no_flicker_between_regimes(synth):
     for step in range(1, 3001):
         live.observe(step, loss=float(0.3 + 2.0 * np.exp(-step / 300)) * float(np.exp(rng.normal(0, 0.25))))
     assert lines == []
+
+
+def test_announcements_arrive_in_the_order_they_are_seen(synth):
+    """Each line starts with the step it was seen at, so "since step 11" after "at step 110" reads in order."""
+    lines = []
+    live = LiveDiagnosis(announce=lines.append)
+    feed(live, synth.overfit(seed=0))
+    steps = [int(line.split(":")[0].removeprefix("at step ")) for line in lines]
+    assert steps == sorted(steps) and all(line.startswith("at step ") for line in lines)
+    assert not any("lr_decay" in line or "data_problem" in line for line in lines)

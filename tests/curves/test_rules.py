@@ -9,6 +9,7 @@ import json
 import pytest
 
 from danlu.curves import REGIMES, diagnose, get_rules
+from danlu.curves.diagnosis import regime_of
 from danlu.curves.rules import DiagnosisRule, register
 
 SEEDS = range(4)
@@ -51,7 +52,7 @@ NEAR_MISSES = [
 
 
 def _regimes(report):
-    return {f.name: f for f in report.findings}
+    return {regime_of(f): f for f in report.findings}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -123,7 +124,7 @@ def test_nan_names_the_first_step_and_the_last_finite_value(synth):
 def test_primary_regime_is_the_most_severe_then_by_priority(synth):
     report = diagnose(synth.val_at_baseline(seed=0))
     assert report.meta["regimes"][0] == report.meta["regime"] == "data_problem"
-    assert report.title.endswith("data_problem")
+    assert report.title.endswith("data problem") and report.meta["regime"] == "data_problem"
     live = diagnose(synth.still_falling(final=False))
     assert live.meta["regime"] == "learning"
 
@@ -150,3 +151,38 @@ def test_registry_order_and_a_new_rule_plugs_in(synth):
     assert "always" in report.meta["regimes"]
     with pytest.raises(ValueError, match="already registered"):
         register(type("Dup", (Always,), {"name": "nan"}))
+
+
+# ------------------------------------------------------- "learning normally" needs evidence
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_run_too_short_to_read_is_said_so(synth, seed):
+    report = diagnose(synth.short_run(seed=seed))
+    assert report.meta["regime"] == "too_short" and report.meta["title"] == "too short to tell"
+    f = report.findings[0]
+    assert f.status == "info" and "14 training points" in f.summary and "at least 30" in f.fix
+    assert "learning normally" not in json.dumps(report.to_dict())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_run_that_settled_far_above_what_works_is_not_learning_normally(synth, seed):
+    report = diagnose(synth.settled_high(seed=seed))
+    assert report.meta["regime"] == "learning_little", report.meta["text"]
+    f = report.findings[0]
+    assert f.status == "info" and "of the majority baseline" in f.summary
+    assert 0.6 < f.evidence["of_baseline"] < 0.8
+    healthy = diagnose(synth.healthy(seed=seed, baseline=synth.LN10))
+    assert healthy.meta["regime"] == "learning" and healthy.findings[0].name == "learning normally"
+
+
+def test_regression_speaks_of_the_mean_predictor_baseline(synth):
+    report = diagnose(synth.regression_val_at_baseline())
+    assert report.meta["regime"] == "data_problem"
+    text = report.findings[0].summary
+    assert "mean-predictor baseline" in text and "majority" not in text
+
+
+def test_users_read_titles_never_internal_keys(synth):
+    report = diagnose(synth.fake_convergence())
+    assert "lr_decay" in report.meta["regimes"]                       # the key, for --stop-on and tools
+    names = [f.name for f in report.findings]
+    assert "flat only from LR decay" in names and "lr_decay" not in names

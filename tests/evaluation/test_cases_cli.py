@@ -73,3 +73,57 @@ def test_missing_checkpoint_is_a_clear_error(store):
     with pytest.raises(DanluError, match="no best checkpoint"):
         danlu.cases(record.id, store=store)
     assert cases(store, record.id) == 2
+
+
+R2_RECIPE = '''
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import danlu
+
+
+class R2(danlu.Recipe):
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 3e-3
+    task = "regression"
+
+    def data(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(300, 4, generator=g)
+        y = x[:, 0] - 0.5 * x[:, 1] ** 2 + 0.3 * torch.randn(300, generator=g)
+        return TensorDataset(x[:200], y[:200]), TensorDataset(x[200:], y[200:])
+
+    def model(self):
+        return nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def metrics(self, output, target):
+        pred = output.reshape(target.shape)
+        return {"r2": float(1 - ((pred - target) ** 2).sum() / ((target - target.mean()) ** 2).sum())}
+'''
+
+
+def test_whole_set_metrics_agree_between_the_run_summary_and_the_case_study(tmp_path, store):
+    """R² is not an average of batch R²s (C3): the engine computes the recipe's metrics once on the
+    whole validation set, and `danlu cases` reports the same number for the same checkpoint."""
+    import danlu
+
+    path = tmp_path / "r2.py"
+    path.write_text(R2_RECIPE)
+    result = danlu.fit(danlu.load_recipe(path), store=store, progress=False)
+    summary_r2 = result.summary["best_val_r2"]
+    report = danlu.cases(result.run_id, store=store, save=False)
+    c3 = next(f for f in report.findings if f.id == "C3")
+    assert c3.evidence["recipe_metrics"]["r2"] == pytest.approx(summary_r2, abs=1e-6)
+    assert f"r2 {summary_r2:.4g}" in c3.summary
+    batch_mean = []   # what averaging batch R²s would have said instead: measurably different
+    from danlu.rebuild import load_trained
+
+    trained = load_trained(store, result.run_id)
+    _, val = trained.recipe.data()
+    loader = torch.utils.data.DataLoader(val, batch_size=16)
+    with torch.no_grad():
+        for x, y in loader:
+            batch_mean.append(trained.recipe.metrics(trained.model(x), y)["r2"] * len(y))
+    assert abs(sum(batch_mean) / len(val) - summary_r2) > 1e-3

@@ -91,6 +91,7 @@ class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
 
 _SEVERITY = {"pass": 0, "info": 1, "warn": 2, "fail": 3}

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, IterableDataset
 from danlu.checks.base import DependencyFailed, SkipCheck
 from danlu.device import to_device
 from danlu.errors import RecipeError, user_frame
+from danlu.outputs import class_layout
 from danlu.recipe import Recipe
 from danlu.repro import seed_everything
 from danlu.step import TrainStep
@@ -83,6 +84,8 @@ class Context:
         self.failed_checks: list[str] = []
         #: ids of gating checks (a failure there explains later crashes)
         self.gates: set[str] = set()
+        #: the learning-rate multiple at which the model fitted a batch (S2 sets it; S3, S5 start there)
+        self.lr_scale = 1.0
 
     # ------------------------------------------------------------ building parts
     def _part(self, name: str, build: Callable[[], Any]) -> Any:
@@ -109,7 +112,7 @@ class Context:
         return self.progress(description, total)
 
     def image_path(self, name: str) -> tuple[Path, str] | None:
-        """(absolute path, path relative to out_dir) for an image, or None without an out_dir."""
+        """(absolute path, path relative to out_dir) for an image or file, or None without an out_dir."""
         if self.out_dir is None:
             return None
         rel = f"audit/{name}"
@@ -260,12 +263,13 @@ class Context:
             model = self.new_model().eval()
             batch = self.collated("train", [int(scan.indices[good[0]])])
             with torch.no_grad():
-                out, _ = self.forward(model, batch)
+                out, target = self.forward(model, batch)
         except Exception as exc:
             return None, error_text(exc, frame=True)
-        if not isinstance(out, torch.Tensor) or out.ndim < 2:
-            return None, "the model's output has no class dimension"
-        c = int(out.shape[1])
+        layout = class_layout(out, target, self.loss)
+        if layout is None:
+            return None, "the model's output holds no class scores for the targets"
+        c = layout.classes
         return (2 if c == 1 else c), ""
 
     # ------------------------------------------------------------ batches

@@ -154,13 +154,61 @@ def run_checks(
             findings.extend(result.findings)
             report.tables.extend(result.tables)
             report.images.extend(result.images)
+            report.files.extend(result.files)
             for finding in result.findings:
                 if on_finding is not None:
                     on_finding(finding)
             bar.advance()
     report.findings = findings
     report.meta = _meta(recipe, ctx, checks, started, limit)
+    root = root_cause(findings)
+    if root is not None:
+        report.meta["root_cause"] = root
     return report
+
+
+#: When the key check fails, failures of the listed checks most likely follow from it (a batch mix-up
+#: fails S10 and then the overfitting and input-dependence checks; NaN breaks every check that trains).
+EXPLAINS: dict[str, tuple[str, ...]] = {
+    "S13": ("D4", "D7", "S1", "S4", "S5", "S6", "S7", "S8", "S10", "S2", "S3", "S11", "S12"),
+    "D6": ("D1", "D2", "D3", "D4", "D5", "D8"),
+    "S9": ("S4", "S8", "S2", "S3", "S5", "S11"),
+    "S7": ("S4", "S2", "S3", "S5"),
+    "S8": ("S2", "S3", "S5"),
+    "S10": ("S2", "S3", "S5"),
+    "S6": ("S2", "S3", "S5", "S11"),
+    "D4": ("S4", "S8", "S2", "S3"),
+    "S4": ("S2", "S3"),
+    "S5": ("S2", "S3"),
+}
+
+
+def root_cause(findings: list[Finding]) -> dict[str, Any] | None:
+    """The check most other problems follow from, when several: {"id", "name", "status", "follows"}.
+
+    Candidates are the failing and warning checks; each one explains the problems EXPLAINS
+    lists for it (vanishing gradients, a warning, explain an overfit that fails). The root
+    is the one that explains the most (ties: the earlier in EXPLAINS), and only when it
+    explains at least one other; its consequences are marked in their evidence
+    ("follows_from") so every view can say "probably follows from S10".
+    """
+    failing = [f for f in findings if f.status in ("fail", "warn")]
+    ids = list(dict.fromkeys(f.id for f in failing))
+    if len(ids) < 2:
+        return None
+    order = list(EXPLAINS)
+    best, best_follow = None, []
+    for cid in sorted(ids, key=lambda c: order.index(c) if c in order else len(order)):
+        follow = [other for other in ids if other != cid and other in EXPLAINS.get(cid, ())]
+        if len(follow) > len(best_follow):
+            best, best_follow = cid, follow
+    if best is None:
+        return None
+    for f in failing:
+        if f.id in best_follow:
+            f.evidence["follows_from"] = best
+    head = next(f for f in failing if f.id == best)
+    return {"id": best, "name": head.name, "status": head.status, "follows": best_follow}
 
 
 #: The doctor reads at most this many items per split for the checks that scan the data (D4).

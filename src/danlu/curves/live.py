@@ -102,6 +102,7 @@ class LiveDiagnosis(Callback):
         self.baseline_loss = baseline_loss
         self.announce = announce or _default_announce
         self.confirm = max(1, int(confirm))
+        self.task: str | None = None
         self.save = save
         self.reset()
 
@@ -135,10 +136,10 @@ class LiveDiagnosis(Callback):
             self.train[1].append(loss)
             if not math.isfinite(loss) and not self._nan_seen:  # caught at the step it happens
                 self._nan_seen = True
-                line = f"nan since step {step}: training loss is {loss}"
+                line = f"NaN/Inf loss: training loss is {loss}"
                 self._change("nan", step, line, force=True)
                 if "nan" in self.stop_on:
-                    return f"training loss is {loss} at step {step} (--stop-on nan)"
+                    return f"training loss is {loss} at step {step} (stop on nan)"
         if lr is not None:
             self.lr[0].append(step)
             self.lr[1].append(float(lr))
@@ -172,7 +173,7 @@ class LiveDiagnosis(Callback):
         if self.lr[0]:
             series["lr"] = self.lr
         return Curves.from_series(series, baseline_loss=self.baseline_loss, final=final,
-                                  best_checkpoint=self._best_checkpoint)
+                                  best_checkpoint=self._best_checkpoint, task=self.task)
 
     def rediagnose(self, step: int, final: bool = False) -> str | None:
         """Diagnose the history so far; update `current`; announce a confirmed change."""
@@ -185,13 +186,12 @@ class LiveDiagnosis(Callback):
         if self._nan_seen and regime != "nan":  # NaN once seen stays the regime
             return None
         line = headline(top) if top is not None else regime
-        if regime == "unknown":
-            return None
+        if regime in ("unknown", "too_short"):
+            return None                     # nothing to say yet: too few points to read
         force = regime in ("nan", "diverging")
-        self._change(regime, step, line if regime != "learning" else "learning normally", force=force,
-                     summary=top.summary if top else "")
+        self._change(regime, step, line, force=force, summary=top.summary if top else "")
         if regime in self.stop_on and self.current.regime == regime:
-            return f"{line}: {top.summary if top else ''} (--stop-on {regime})"
+            return f"{line}: {top.summary if top else ''} (stop on {regime})"
         return None
 
     def _change(self, regime: str, step: int, line: str, force: bool = False, summary: str = "") -> None:
@@ -209,7 +209,10 @@ class LiveDiagnosis(Callback):
         self.current = LiveStatus(regime, line, step)
         if regime == "learning" and not self.events:
             return  # the normal start needs no announcement
-        message = line if regime != "learning" else f"back to learning normally at step {step}"
+        # Announced in the order they are seen: "at step 200: data problem since step 11" after
+        # "at step 110: back to learning normally" reads in order, with when the regime began.
+        message = (f"at step {step}: back to learning normally" if regime == "learning"
+                   else f"at step {step}: {line}")
         if summary and regime != "learning":
             message += f" ({summary})"
         self.events.append(RegimeChange(step, old, regime, message))
@@ -220,6 +223,8 @@ class LiveDiagnosis(Callback):
         self.reset()
         if self.baseline_loss is None:
             self.baseline_loss = getattr(state, "baseline_loss", None)
+        recipe = getattr(state, "recipe", None)
+        self.task = getattr(recipe, "task", None) if recipe is not None else None
 
     def on_step_end(self, state) -> None:
         lr = getattr(state, "lr", None)

@@ -20,8 +20,8 @@ import numpy as np
 
 from danlu.curves.analysis import Analysis
 from danlu.curves.divergence import DIVERGE_MIN_POINTS, DIVERGE_OF_LEARNED, DIVERGE_RATIO
-from danlu.curves.series import MK_MIN_POINTS, Curves, median_smooth
-from danlu.report import Finding
+from danlu.curves.series import MK_MIN_POINTS, Curves, baseline_name, median_smooth
+from danlu.report import Finding, Status
 
 __all__ = [
     "LATE",
@@ -151,9 +151,10 @@ class DiagnosisRule(abc.ABC):
     def check(self, curves: Curves, analysis: Analysis | None) -> Finding | None:
         """The finding for this regime, or None when it is absent."""
 
-    def finding(self, status: str, summary: str, evidence: dict, fix: str, cause: str = "") -> Finding:
-        return Finding(id=self.practice, name=self.name, status=status, summary=summary,  # type: ignore[arg-type]
-                       evidence=evidence, cause=cause, fix=fix)
+    def finding(self, status: Status, summary: str, evidence: dict, fix: str, cause: str = "") -> Finding:
+        """A finding named by the regime's title (what a user reads); the regime key is in evidence["regime"]."""
+        return Finding(id=self.practice, name=self.title, status=status, summary=summary,
+                       evidence={"regime": self.name, **evidence}, cause=cause, fix=fix)
 
 
 _RULES: dict[str, DiagnosisRule] = {}
@@ -329,7 +330,7 @@ class DataProblem(DiagnosisRule):
             if vbest >= base * (1 - BASELINE_MARGIN) and a.rel(tbest, base) <= -LEARNED_MARGIN:
                 return self.finding(
                     "warn",
-                    f"validation loss never beat the majority baseline ({_fmt(vbest)} vs {_fmt(base)}) "
+                    f"validation loss never beat the {baseline_name(curves)} ({_fmt(vbest)} vs {_fmt(base)}) "
                     f"while training loss fell to {_fmt(tbest)}",
                     {"best_val": vbest, "baseline_loss": base, "best_train": tbest,
                      "since_step": int(a.val.steps[0])},
@@ -450,16 +451,16 @@ class Plateau(DiagnosisRule):
               "level": float(a.smooth[-1])}
         if base is not None:
             ev["baseline_loss"] = base
-        where = f" at the majority baseline {_fmt(base)}" if at_base else ""
+        where = f" at the {baseline_name(curves)} {_fmt(base)}" if at_base else ""
         if len(lr):
             ev.update(lr_max=float(lr.max()), lr_end=float(lr[-1]))
         if len(lr) and lr.max() <= TINY_LR:
             fix = (f"The LR (max {lr.max():.1e}) is tiny: raise it ×5–10 and retry (T4: slow → ×5–10), "
                    "or find one with `danlu lr RECIPE`.")
         else:
-            fix = ("Lower the LR (÷3–10) or change the batch size (T2); if the loss sits at the majority "
-                   "baseline from the start, check that labels reach the loss and gradients reach the "
-                   "weights (`danlu check`).")
+            fix = (f"Lower the LR (÷3–10) or change the batch size (T2); if the loss sits at the "
+                   f"{baseline_name(curves)} from the start, check that labels reach the loss and gradients "
+                   "reach the weights (`danlu check`).")
         return self.finding(
             "warn",
             f"training loss is flat at {_fmt(a.smooth[-1])}{where}: {_pct(-drop)} overall, "

@@ -315,3 +315,8 @@ def trend(steps: np.ndarray, values: np.ndarray, *, use_log: bool | None = None,
     else:
         change, delta = slope * span, (last - first) * scale
     return Trend(float(s[0]), float(s[-1]), len(s), float(change), mann_kendall_z(y), float(delta))
+
+
+def baseline_name(curves: Curves) -> str:
+    """What the baseline is, in words: the majority baseline (classification) or the mean predictor's."""
+    return "mean-predictor baseline" if curves.task == "regression" else "majority baseline"

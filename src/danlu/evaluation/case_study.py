@@ -112,10 +112,10 @@ def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int
         "C3", "whole validation set", "pass" if beats else "warn",
         f"accuracy {m.accuracy:.1%} on all {len(p):,} validation samples (majority baseline {base:.1%}: always "
         f"class {majority}, the most common in {'training' if p.train_targets is not None else 'validation'}); "
-        f"macro F1 {m.macro_f1:.3f}; mean loss {p.losses.mean():.4g}",
+        f"macro F1 {m.macro_f1:.3f}; mean loss {p.losses.mean():.4g}" + _recipe_metrics(p),
         evidence={"accuracy": m.accuracy, "macro_f1": m.macro_f1, "macro_precision": m.macro_precision,
                   "macro_recall": m.macro_recall, "loss": float(p.losses.mean()), "samples": len(p),
-                  "majority_class": majority, "majority_baseline": base},
+                  "majority_class": majority, "majority_baseline": base, "recipe_metrics": p.metrics or {}},
         cause="" if beats else "The model does no better than always predicting the most common class.",
         fix="" if beats else "Check the labels and the input pipeline (`danlu audit`, `danlu check`: S5 input "
                              "dependence), then train longer or with class weights (D1).",
@@ -222,8 +222,8 @@ def _regression(report: Report, p: Predictions, dataset: Dataset, top_k: int, ou
     report.findings.append(Finding(
         "C3", "whole validation set", "pass" if beats else "warn",
         f"MAE {s['mae']:.4g}, RMSE {s['rmse']:.4g}, R² {s['r2']:.3f} on all {s['n']:,} validation samples "
-        f"(predicting the mean: RMSE {s['baseline_rmse']:.4g})",
-        evidence=s,
+        f"(predicting the mean: RMSE {s['baseline_rmse']:.4g})" + _recipe_metrics(p),
+        evidence={**s, "recipe_metrics": p.metrics or {}},
         cause="" if beats else "The model does no better than predicting the mean of the targets.",
         fix="" if beats else "Check targets and inputs (`danlu audit`, `danlu check`), target scaling, and the loss.",
     ))
@@ -355,3 +355,10 @@ def _input_grid(dataset: Dataset, idx: np.ndarray) -> np.ndarray | None:
     if len({a.shape for a in arrays}) != 1:
         return None
     return to_chw(np.stack(arrays))
+
+
+def _recipe_metrics(p: Predictions) -> str:
+    """The recipe's own metrics on the whole set, as the run's summary records them (val_<name>)."""
+    if not p.metrics:
+        return ""
+    return "; the recipe's metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in p.metrics.items())

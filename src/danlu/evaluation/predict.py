@@ -34,6 +34,7 @@ class Predictions:
     probs: np.ndarray | None = None  # (N, C) class probabilities (classification)
     lengths: np.ndarray | None = None  # (N,) sequence lengths when inputs are token ids
     train_targets: np.ndarray | None = None  # the training labels, for the majority baseline (C3)
+    metrics: dict[str, float] | None = None  # the recipe's own metrics on the whole set (as the run's summary)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -133,6 +134,10 @@ def predict(
             raise DanluError(f"The case study needs one prediction per sample; the model's output has shape "
                              f"{tuple(output.shape)} (per-position outputs are not supported yet).")
     lens = None if any(v is None for v in lengths) else np.concatenate(lengths)
+    try:  # the recipe's metrics once on the whole set: the numbers the engine records as val_<name> (C3)
+        metrics = {k: float(v) for k, v in recipe.metrics(output, target).items()}
+    except Exception:
+        metrics = None
     return Predictions(
         task=recipe.task,
         outputs=output.numpy() if recipe.task == "classification" else output.reshape(target.shape).numpy()
@@ -141,6 +146,7 @@ def predict(
         losses=torch.cat(losses).numpy().astype(np.float64),
         probs=probs,
         lengths=lens,
+        metrics=metrics,
     )
 
 

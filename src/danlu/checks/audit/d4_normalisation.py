@@ -12,7 +12,20 @@ from danlu.report import Table
 __all__ = ["Normalisation", "normalize_snippet"]
 
 _CONSTANT = 1e-8
-_PASTE_MAX = 64
+#: A snippet longer than this goes to a file (a 64-number tensor literal helps no one in a terminal).
+_PASTE_WIDTH = 140
+#: A feature whose mean sits within this fraction of its range from its minimum or maximum is nearly
+#: always one value (a border pixel, a rare flag): standardising it would blow its rare values up, so
+#: its scale is not judged.
+_SPARSE_SHARE = 0.05
+
+
+def _sparse(m: Moments) -> np.ndarray:
+    if m.mins is None or m.maxs is None:
+        return np.zeros(len(m.s1), dtype=bool)
+    spread = m.maxs - m.mins
+    near_edge = np.minimum(m.mean - m.mins, m.maxs - m.mean) / np.where(spread > 0, spread, 1.0)
+    return (m.std >= _CONSTANT) & (spread > 0) & (near_edge < _SPARSE_SHARE)
 
 
 def normalize_snippet(m: Moments) -> str:
@@ -44,9 +57,14 @@ class Normalisation(Check):
     D4.std_far (5) or a (non-constant) std < D4.std_tiny (0.01); when feature stds
     differ more than D4.scale_ratio (100) times; when validation is shifted by more than
     D4.shift (0.5) training standard deviations or its std is outside x0.5..x2 (in
-    images any channel, in feature vectors at least 10% of the features).
+    images any channel, in feature vectors at least 10% of the features). Features that
+    are nearly always one value (their mean lies within 5% of their range from its edge:
+    border pixels, rare flags) are counted but not judged on scale: standardising them
+    would blow their rare values up.
     Fix: normalise both splits with the training statistics: paste the printed
-    `transforms.Normalize(...)` / `(x - mean) / std` (divide 0-255 pixels by 255 first).
+    `transforms.Normalize(...)` / `(x - mean) / std` (divide 0-255 pixels by 255 first);
+    when there are too many values for one line, they are saved with the report as
+    normalisation.pt with the line that loads them.
     """
 
     id = "D4"
@@ -69,8 +87,9 @@ class Normalisation(Check):
             raise SkipCheck(f"inputs are {what}, which have no per-channel/feature scale to check")
         out = CheckResult()
         mean, std = m.mean, m.std
-        constant = np.flatnonzero(std < _CONSTANT)
-        varying = std >= _CONSTANT
+        constant = std < _CONSTANT
+        sparse = _sparse(m) & ~constant      # mostly one value with rare excursions (border pixels, flags)
+        varying = ~constant & ~sparse        # the features whose scale the network sees
         unit = "channel" if m.layout == "channel" else "feature"
         problems: list[str] = []
         far = np.flatnonzero((np.abs(mean) > self.mean_far) | (std > self.std_far)
@@ -82,7 +101,7 @@ class Normalisation(Check):
         ratio = float(std[varying].max() / std[varying].min()) if varying.sum() > 1 else 1.0
         if m.layout == "feature" and ratio > self.scale_ratio:
             problems.append(f"feature scales differ {ratio:.0f}x (std {std[varying].min():.3g}..{std[varying].max():.3g})")
-        shift = self._shift(ctx, m)
+        shift = self._shift(ctx, m, varying)
         if shift:
             problems.append(shift)
 
@@ -93,23 +112,24 @@ class Normalisation(Check):
             "std": std.tolist(),
             "min": m.lo,
             "max": m.hi,
-            "constant": constant.tolist(),
+            "constant": np.flatnonzero(constant).tolist(),
+            "sparse": np.flatnonzero(sparse).tolist(),
             "std_ratio": ratio,
             "samples": train.n,
-            "snippet": snippet,
         }
         if len(mean) <= 16:
             out.tables.append(Table(
                 f"D4 per-{unit} statistics (train)" + train.sample_note(), [unit, "mean", "std"],
                 [[k, round(float(a), 6), round(float(b), 6)] for k, (a, b) in enumerate(zip(mean, std))],
             ))
-        paste = snippet if len(mean) <= _PASTE_MAX else (
-            f"x = (x - mean) / std with the {len(mean)} values in this finding's evidence (mean, std)")
+        paste = self._paste(ctx, m, snippet, out, evidence)
         overall = (f"mean {_num(mean[0])}, std {_num(std[0])}" if len(mean) == 1
                    else f"means {_num(mean.min())}..{_num(mean.max())}, stds {_num(std.min())}..{_num(std.max())}")
         summary = f"train {unit}s: {overall}"
-        if len(constant):
-            summary += f"; {len(constant)} constant {unit}(s)"
+        if constant.any():
+            summary += f"; {int(constant.sum())} constant {unit}(s)"
+        if sparse.any():
+            summary += f"; {int(sparse.sum())} nearly always one value"
         if problems:
             raw_pixels = m.layout == "channel" and m.lo >= 0 and m.hi > 20
             cause = ("Inputs look like raw 0-255 pixel values" if raw_pixels
@@ -123,17 +143,39 @@ class Normalisation(Check):
         else:
             out.findings.append(self.finding(
                 "pass",
-                summary + ("; already normalised" if np.all(np.abs(mean) < 1) else "") + f"; to paste: {paste}",
+                summary + ("; already normalised" if _standardised(mean[varying], std[varying]) else "")
+                + f"; to paste: {paste}",
                 evidence=evidence,
             ))
         return out
 
-    def _shift(self, ctx: Context, m: Moments) -> str:
+    @staticmethod
+    def _paste(ctx: Context, m: Moments, snippet: str, out: CheckResult, evidence: dict) -> str:
+        """The line to paste when it fits one line; else the statistics saved as a file, and how to load them."""
+        if len(snippet) <= _PASTE_WIDTH:
+            evidence["snippet"] = snippet
+            return snippet
+        where = ctx.image_path("normalisation.pt")
+        if where is None:
+            return f"x = (x - mean) / std with the {len(m.mean)} values in this finding's evidence (mean, std)"
+        import torch
+
+        path, rel = where
+        std = np.where(m.std >= _CONSTANT, m.std, 1.0)
+        torch.save({"mean": torch.tensor(m.mean, dtype=torch.float32), "std": torch.tensor(std, dtype=torch.float32),
+                    "layout": m.layout}, path)
+        out.files.append(rel)
+        evidence["file"] = rel
+        shape = ".view(-1, 1, 1)" if m.layout == "channel" else ""
+        return (f"the {len(m.mean)} means and stds are saved as {rel} in the run's folder; "
+                f"s = torch.load(PATH); x = (x - s['mean']{shape}) / s['std']{shape}")
+
+    def _shift(self, ctx: Context, m: Moments, varying: np.ndarray) -> str:
         v = ctx.scans["val"].moments
         if v is None or v.layout != m.layout or len(v.s1) != len(m.s1) or not v.count.sum():
             return ""
         sd = np.maximum(m.std, _CONSTANT)
-        ok = m.std >= _CONSTANT
+        ok = varying
         delta = np.abs(v.mean - m.mean) / sd
         ratio = np.maximum(v.std, _CONSTANT) / sd
         shifted = ok & ((delta > self.shift) | (ratio > 2) | (ratio < 0.5))
@@ -144,6 +186,11 @@ class Normalisation(Check):
         return (f"validation is on another scale than training in {int(shifted.sum())} of {len(sd)} "
                 f"{'channels' if m.layout == 'channel' else 'features'} (e.g. #{k}: val mean {v.mean[k]:.4g} / "
                 f"std {v.std[k]:.4g} vs train {m.mean[k]:.4g} / {m.std[k]:.4g})")
+
+
+def _standardised(mean: np.ndarray, std: np.ndarray) -> bool:
+    """Means near 0 and stds near 1 (what Normalize with the training statistics gives)."""
+    return bool(len(mean)) and bool(np.all(np.abs(mean) < 0.1)) and bool(np.all((std > 0.5) & (std < 2)))
 
 
 def _num(v: float) -> str:

@@ -72,11 +72,13 @@ class Moments:
     lo: float = float("inf")
     hi: float = float("-inf")
     skipped: int = 0                  # samples whose channel/feature count did not match
+    mins: np.ndarray | None = None    # per channel/feature
+    maxs: np.ndarray | None = None
 
     @classmethod
     def empty(cls, layout: str, width: int) -> Moments:
         z = np.zeros(width, dtype=np.float64)
-        return cls(layout, z.copy(), z.copy(), z.copy())
+        return cls(layout, z.copy(), z.copy(), z.copy(), mins=np.full(width, np.inf), maxs=np.full(width, -np.inf))
 
     def add(self, rows: np.ndarray) -> None:
         """rows: (B, width, rest) float values of finite samples."""
@@ -91,6 +93,9 @@ class Moments:
         self.s2 += np.square(r, dtype=np.float64).sum(axis=(0, 2))  # batches are capped at 32 MB
         self.lo = min(self.lo, float(r.min()))
         self.hi = max(self.hi, float(r.max()))
+        if self.mins is not None and self.maxs is not None:
+            self.mins = np.minimum(self.mins, r.min(axis=(0, 2)))
+            self.maxs = np.maximum(self.maxs, r.max(axis=(0, 2)))
 
     @property
     def mean(self) -> np.ndarray:

@@ -7,10 +7,13 @@ import warnings
 from typing import Any
 
 import torch
+from torch import nn
 
 from danlu.checks.base import SkipCheck
+from danlu.outputs import class_layout
 
-__all__ = ["scalar", "close", "tensor_output", "accuracy", "per_sample_losses", "split", "with_inputs"]
+__all__ = ["scalar", "close", "tensor_output", "accuracy", "per_sample_losses", "split", "with_inputs",
+           "unregistered_modules"]
 
 
 def scalar(loss: Any) -> float:
@@ -31,15 +34,14 @@ def tensor_output(output: Any) -> torch.Tensor:
     return output
 
 
-def accuracy(output: Any, target: Any) -> float | None:
-    """Share of class-index targets whose argmax over dim 1 is right (None when that does not apply)."""
-    if not isinstance(output, torch.Tensor) or not isinstance(target, torch.Tensor):
+def accuracy(output: Any, target: Any, loss=None) -> float | None:
+    """Share of class-index targets predicted right, reading the classes where the loss does
+    (danlu.outputs.class_layout; None when the output is not class scores for the target)."""
+    layout = class_layout(output, target, loss)
+    if layout is None:
         return None
-    if output.dim() < 2 or target.is_floating_point() or output.shape[0] != target.shape[0]:
-        return None
-    pred = output.argmax(1)
-    if pred.shape != target.shape:
-        return None
+    pred = layout.predicted(output).reshape(-1)
+    target = target.reshape(-1)
     keep = target != -100
     if not bool(keep.any()):
         return None
@@ -79,3 +81,33 @@ def with_inputs(batch: Any, inputs: torch.Tensor) -> Any:
     items = list(batch)
     items[0] = inputs
     return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+
+
+def unregistered_modules(model: nn.Module) -> list[tuple[str, str]]:
+    """Modules reachable from attributes (lists, tuples, dicts, up to two levels) that are not
+    registered submodules: (attribute path, module type), e.g. ('blocks[0]', 'Linear')."""
+    registered = {id(m) for m in model.modules()}
+    found: list[tuple[str, str]] = []
+    seen: set[int] = set()
+
+    def visit(value, path: str, depth: int) -> None:
+        if isinstance(value, nn.Module):
+            if id(value) not in registered and id(value) not in seen:
+                seen.add(id(value))
+                found.append((path, type(value).__name__))
+            return
+        if depth >= 3:
+            return
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{path}[{i}]", depth + 1)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{path}[{key!r}]", depth + 1)
+
+    for name, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if attr.startswith("_") or isinstance(value, nn.Module):
+                continue
+            visit(value, f"{name + '.' if name else ''}{attr}", 1)
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from danlu.batches import leaves
 from danlu.checks.base import Check, SkipCheck, register
 from danlu.checks.doctor.measure import split, with_inputs
 from danlu.report import Finding
@@ -57,11 +58,14 @@ class BatchIndependence(Check):
         if x.is_floating_point():
             xg = x.detach().clone().requires_grad_(True)
             output, _ = ctx.forward(model, with_inputs(batch, xg))
-            if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != size:
-                raise SkipCheck("the model output's first dimension is not the batch")
+            parts = _batched(output, size)
+            if not parts:
+                raise SkipCheck("no tensor in the model output has the batch as its first dimension")
             for i in probes:
-                weights = torch.randn(output[i].shape, generator=gen).to(output.device, output.dtype)
-                (grad,) = torch.autograd.grad((output[i] * weights).sum(), xg, retain_graph=True, allow_unused=True)
+                probe = sum((part[i] * torch.randn(part[i].shape, generator=gen).to(part.device, part.dtype)).sum()
+                            for part in parts)
+                # input gradients chart which samples feed sample i's output; nothing is trained
+                (grad,) = torch.autograd.grad(probe, xg, retain_graph=True, allow_unused=True)
                 if grad is None:
                     raise SkipCheck("the output does not depend on the input tensor (see S5)")
                 per = grad.detach().abs().reshape(size, -1).max(dim=1).values
@@ -76,14 +80,15 @@ class BatchIndependence(Check):
             model.eval()  # two forwards are compared: dropout masks must not differ between them
             with torch.no_grad():
                 base, _ = ctx.forward(model, batch)
-                if not isinstance(base, torch.Tensor) or base.dim() == 0 or base.shape[0] != size:
-                    raise SkipCheck("the model output's first dimension is not the batch")
+                if not _batched(base, size):
+                    raise SkipCheck("no tensor in the model output has the batch as its first dimension")
                 for i in probes:
                     other = torch.roll(x, shifts=1, dims=0)
                     changed = other.clone()
                     changed[i] = x[i]
                     out, _ = ctx.forward(model, with_inputs(batch, changed))
-                    if not torch.allclose(out[i], base[i], rtol=1e-5, atol=1e-6):
+                    if any(not torch.allclose(a[i], b[i], rtol=1e-5, atol=1e-6)
+                           for a, b in zip(_batched(out, size), _batched(base, size))):
                         leaks[i] = [j for j in range(size) if j != i]
             method = "changing other samples' inputs"
         ev = {"batch": size, "probed": probes, "method": method, "leaks": {str(k): v for k, v in leaks.items()}}
@@ -101,3 +106,9 @@ class BatchIndependence(Check):
             )
         return self.finding("pass", f"no sample's output depends on another's input (batch of {size}, by {method})",
                             evidence=ev)
+
+
+def _batched(output, size: int) -> list[torch.Tensor]:
+    """The floating-point tensors of an output (one tensor, a tuple, a dict) whose first dimension is the batch."""
+    return [t for t in leaves(output) if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == size
+            and t.is_floating_point()]

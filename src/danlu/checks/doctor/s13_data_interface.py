@@ -13,6 +13,7 @@ from torch.utils.data import Subset, TensorDataset
 from danlu.batches import spread
 from danlu.checks.base import Check, DependencyFailed, Problems, register
 from danlu.errors import error_text, user_frame
+from danlu.outputs import class_layout
 from danlu.recipe import Recipe
 from danlu.report import Finding
 
@@ -304,7 +305,8 @@ class DataInterface(Check):
             if real.numel() == 0:
                 return
             lo, hi = int(real.min()), int(real.max())
-            outputs = int(output.shape[1]) if isinstance(output, torch.Tensor) and output.dim() >= 2 else None
+            layout = class_layout(output, target, ctx.loss) if target is not None else None
+            outputs = layout.classes if layout is not None else None
             ev["labels"] = f"{lo}..{hi}" + (f" < {outputs} outputs" if outputs else "")
             if ignored:
                 ev["ignored_labels"] = ignored

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from danlu.checks.base import Check, register
+from danlu.checks.doctor.measure import unregistered_modules
 from danlu.report import Finding
 
 __all__ = ["ModelSize", "human"]
@@ -42,6 +43,7 @@ class ModelSize(Check):
     stage = "model"
     settings = ("max_params",)
     max_params = 1_000_000
+    gates = True      # with no parameters, every check that trains crashes in the optimizer
 
     def run(self, ctx) -> Finding:
         model = ctx.prototype
@@ -70,11 +72,16 @@ class ModelSize(Check):
         summary = (f"{trainable:,} trainable parameters ({human(frozen)} frozen, {megabytes:.3g} MB)"
                    + (f": {kinds}" if kinds else ""))
         if trainable == 0:
+            hidden = unregistered_modules(model)
+            where = (f": its layers sit in a plain {hidden[0][0].split('[')[0]} container ({len(hidden)} of them, "
+                     f"e.g. {hidden[0][0]} {hidden[0][1]})" if hidden else "")
+            evidence["unregistered"] = [f"{w} ({k})" for w, k in hidden[:10]]
             return self.finding(
-                "fail", "the model has no trainable parameters", evidence=evidence, details=details,
-                cause="every parameter has requires_grad=False, or the model registers none (tensors "
-                      "kept in a plain list/dict are not parameters)",
-                fix="use nn.ModuleList/nn.ParameterList, and unfreeze at least the layers you mean to train",
+                "fail", "the model has no trainable parameters" + where, evidence=evidence, details=details,
+                cause="every parameter has requires_grad=False, or the model registers none (modules "
+                      "kept in a plain list/dict are not registered, so their weights are not parameters)",
+                fix="hold layers in nn.ModuleList / nn.ModuleDict (tensors in nn.ParameterList), and unfreeze "
+                    "at least the layers you mean to train",
             )
         if trainable > self.max_params:
             return self.finding(

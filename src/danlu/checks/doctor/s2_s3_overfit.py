@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from danlu.batches import batch_size_of
 from danlu.checks.base import Check, register
 from danlu.checks.doctor.measure import accuracy, scalar
+from danlu.outputs import class_layout
 from danlu.report import Finding
 
 __all__ = ["OverfitBatch", "OverfitTen", "overfit", "regularisation_off", "loss_floor"]
@@ -29,39 +29,46 @@ def regularisation_off(model: nn.Module, optimizer: torch.optim.Optimizer) -> No
             group["weight_decay"] = 0.0
 
 
-def loss_floor(ctx, output: Any, target: Any) -> float:
-    """The lowest value the recipe's loss reaches on perfect predictions (0 for plain CE/MSE).
+def loss_floor(ctx, output: Any, target: Any) -> float | None:
+    """The lowest value the recipe's loss reaches on perfect predictions (0 for plain CE/MSE), or
+    None when danlu cannot build a perfect prediction (an output that is not one tensor).
 
-    Classification: the best of confident one-hot logits at margins 1..256 (label smoothing
-    has its minimum at a finite margin). Regression: the loss of the targets themselves.
-    Returns 0 when it cannot be computed.
+    Classification: the best of confident one-hot scores at margins 1..256, along the class
+    dimension the loss reads (label smoothing has its minimum at a finite margin).
+    Regression: the loss of the targets themselves.
     """
     if not isinstance(output, torch.Tensor) or not isinstance(target, torch.Tensor):
-        return 0.0
+        return None
     try:
         with torch.no_grad():
-            if ctx.classification and output.dim() >= 2 and not target.is_floating_point():
-                num = output.shape[1]
-                hot = F.one_hot(target.long().clamp(0, num - 1), num).movedim(-1, 1).to(output.dtype)
+            layout = class_layout(output, target, ctx.loss) if ctx.classification else None
+            if layout is not None:
+                shaped = target.reshape(output.shape[:layout.dim] + output.shape[layout.dim + 1:])
+                hot = layout.one_hot(shaped, 1.0, output.dtype)
                 values = [scalar(ctx.loss(hot * margin, target)) for margin in (1, 2, 4, 8, 16, 32, 64, 128, 256)]
             elif output.numel() == target.numel():
                 values = [scalar(ctx.loss(target.reshape(output.shape).to(output.dtype), target))]
             else:
-                return 0.0
+                return None
     except Exception:
-        return 0.0
+        return None
     finite = [v for v in values if math.isfinite(v)]
-    return max(0.0, min(finite)) if finite else 0.0
+    return max(0.0, min(finite)) if finite else None
 
 
 @dataclass
 class OverfitResult:
     samples: int
+    lr: float = math.nan              # the learning rate of this attempt (first parameter group)
+    lr_scale: float = 1.0             # ... as a multiple of the recipe's
     steps: int = 0
     reached: bool = False
-    floor: float = 0.0
+    floor: float | None = 0.0         # None: unknown (the loss has no perfect prediction danlu can build)
     losses: list[float] = field(default_factory=list)
     accuracy: float | None = None
+    dense: bool = False               # several predictions per sample (tokens, pixels)
+    output_kind: str = "Tensor"
+    stuck: bool = False               # the loss cannot go below its start, whatever the model outputs
     nonfinite_step: int | None = None
 
     @property
@@ -72,18 +79,33 @@ class OverfitResult:
     def last(self) -> float:
         return self.losses[-1] if self.losses else float("nan")
 
+    def fraction_left(self) -> float:
+        """How much of the way from the start to the floor (or to 0) is still left (NaN when undefined)."""
+        floor = self.floor or 0.0
+        span = self.first - floor
+        return (self.last - floor) / span if span > 0 and math.isfinite(span) else float("nan")
 
-def overfit(ctx, samples: int, max_steps: int, near_zero: float, seed: int) -> OverfitResult:
-    """Train a fresh model on one fixed batch until its loss is near zero (and accuracy 100%).
+    def descended(self) -> bool:
+        """The loss went down for real: at least one step taken and a lower value than at the start."""
+        return len(self.losses) > 1 and self.last < self.first
+
+
+def overfit(ctx, samples: int, max_steps: int, near_zero: float, seed: int, lr_scale: float = 1.0,
+            unknown_floor_drop: float = 0.5) -> OverfitResult:
+    """Train a fresh model on one fixed batch until its loss is near its floor (and every prediction right).
 
     Each update is the recipe's own training step (its optimizer, schedule and gradient
-    clipping), with dropout off and weight decay 0 as S2/S3 prescribe.
+    clipping, the learning rate times `lr_scale`), with dropout off and weight decay 0 as
+    S2/S3 prescribe. A loss whose floor is unknown counts as fitted once it fell by
+    `unknown_floor_drop` of its start.
     """
     model = ctx.new_model().train()
     step = ctx.train_step(model, steps=max_steps)
+    step.scale_lr(lr_scale)
     regularisation_off(model, step.optimizer)
     batch = ctx.batch(samples, seed=seed)
-    result = OverfitResult(samples=batch_size_of(batch))
+    result = OverfitResult(samples=batch_size_of(batch), lr=step.lr, lr_scale=lr_scale)
+    need_acc = 1.0
     for i in range(max_steps + 1):
         out = step.forward_backward(batch)
         value = scalar(out.loss)
@@ -92,14 +114,28 @@ def overfit(ctx, samples: int, max_steps: int, near_zero: float, seed: int) -> O
             break
         result.losses.append(value)
         output = out.output.detach() if isinstance(out.output, torch.Tensor) else out.output
-        result.accuracy = accuracy(output, out.target) if ctx.classification else None
+        if ctx.classification:
+            result.accuracy = accuracy(output, out.target, ctx.loss)
         if i == 0:
-            result.floor = min(loss_floor(ctx, output, out.target), value)
-        target_loss = result.floor + near_zero * (result.losses[0] - result.floor)
-        if value <= target_loss and (result.accuracy is None or result.accuracy >= 1.0):
-            result.reached = True
-            result.steps = i
-            break
+            result.output_kind = type(output).__name__
+            floor = loss_floor(ctx, output, out.target)
+            result.floor = None if floor is None else min(floor, value)
+            if floor is not None and floor >= value * (1 - 1e-3):
+                result.stuck = True        # even perfect predictions give the start's loss: nothing to fit
+                break
+            layout = class_layout(output, out.target, ctx.loss) if ctx.classification else None
+            result.dense = layout is not None and layout.per_sample > 1
+            need_acc = 0.99 if result.dense else 1.0      # a few border pixels / rare tokens may stay wrong
+        elif result.floor is None:
+            if value <= (1 - unknown_floor_drop) * result.first:
+                result.reached, result.steps = True, i
+                break
+        else:
+            target_loss = result.floor + near_zero * (result.first - result.floor)
+            if value <= target_loss and value < result.first and (result.accuracy is None
+                                                                   or result.accuracy >= need_acc):
+                result.reached, result.steps = True, i
+                break
         if i == max_steps:
             result.steps = i
             break
@@ -107,47 +143,89 @@ def overfit(ctx, samples: int, max_steps: int, near_zero: float, seed: int) -> O
     return result
 
 
+def _escalations(first: OverfitResult, factors: tuple[float, ...]) -> list[float]:
+    """Learning-rate multiples to try after a failed first attempt: up when the loss fell too slowly,
+    down when it blew up or rose."""
+    blew_up = first.nonfinite_step is not None or (len(first.losses) > 1 and first.last > first.first)
+    return [first.lr_scale / f for f in factors] if blew_up else [first.lr_scale * f for f in factors]
+
+
 class _Overfit(Check):
     stage = "train"
-    settings = ("samples", "max_steps", "near_zero", "partial")
+    settings = ("samples", "max_steps", "near_zero", "partial", "escalate")
     samples = 32
     max_steps = 400
     near_zero = 0.05
     partial = 0.3
+    escalate = 10.0
     seed = 20
 
     def _samples(self, ctx) -> int:
         return self.samples
 
     def run(self, ctx) -> Finding:
-        result = overfit(ctx, self._samples(ctx), self.max_steps, self.near_zero, self.seed)
+        start_scale = getattr(ctx, "lr_scale", 1.0)
+        attempts = [overfit(ctx, self._samples(ctx), self.max_steps, self.near_zero, self.seed, start_scale)]
+        if not attempts[0].reached and not attempts[0].stuck and self.escalate > 1:
+            for scale in _escalations(attempts[0], (math.sqrt(self.escalate), self.escalate)):
+                attempts.append(overfit(ctx, self._samples(ctx), self.max_steps, self.near_zero, self.seed, scale))
+                if attempts[-1].reached:
+                    break
+        result = next((a for a in attempts if a.reached), attempts[0])
+        if result.reached and result.lr_scale != 1.0:
+            ctx.lr_scale = result.lr_scale   # later checks that train (S3, S5) start from the rate that worked
         ev: dict[str, Any] = {
             "samples": result.samples, "steps": result.steps, "first_loss": result.first,
-            "last_loss": result.last, "accuracy": result.accuracy,
+            "last_loss": result.last, "accuracy": result.accuracy, "floor": result.floor,
+            "lr": result.lr, "lr_scale": result.lr_scale,
+            "attempts": [{"lr": a.lr, "reached": a.reached, "steps": a.steps, "last_loss": a.last} for a in attempts],
             "curve": result.losses[:: max(1, len(result.losses) // 50)],
         }
         what = f"{result.samples} samples"
-        if result.nonfinite_step is not None:
+        tried = ", ".join(f"{a.lr:.2g}" for a in attempts)
+        if result.reached:
+            return self._reached(result, attempts, what, ev)
+        first = attempts[0]
+        if first.nonfinite_step is not None and all(a.nonfinite_step is not None for a in attempts):
             return self.finding(
-                "fail", f"the loss became NaN/Inf at step {result.nonfinite_step} while overfitting {what}",
+                "fail", f"the loss became NaN/Inf at step {first.nonfinite_step} while overfitting {what} "
+                        f"(learning rates tried: {tried})",
                 evidence=ev, cause="training diverged or an operation produced NaN/Inf",
                 fix="see S9 for where it comes from; lower the learning rate if the loss grew first",
             )
-        acc = f", accuracy {result.accuracy:.0%}" if result.accuracy is not None else ""
-        span = result.first - result.floor
-        ratio = (result.last - result.floor) / span if span > 0 else float("nan")
-        ev["floor"] = result.floor
-        floor_text = f" above the loss floor {result.floor:.3g}" if result.floor > 1e-6 else ""
-        if result.reached:
+        acc = _acc_text(first.accuracy)
+        left = first.fraction_left()
+        head = (f"loss {first.first:.4g} -> {first.last:.4g} ({_left_text(first)}){acc} on {what} after "
+                f"{first.steps} steps at lr {first.lr:.2g}"
+                + (f"; also tried lr {', '.join(f'{a.lr:.2g}' for a in attempts[1:])}" if len(attempts) > 1 else ""))
+        if not first.stuck and not first.descended():
             return self.finding(
-                "pass", f"loss {result.first:.4g} -> {result.last:.4g} ({ratio:.1%} of start{floor_text}){acc} "
-                        f"on {what} in {result.steps} steps", evidence=ev)
-        head = (f"loss {result.first:.4g} -> {result.last:.4g} ({ratio:.1%} of start{floor_text}){acc} on {what} "
-                f"after {result.steps} steps")
-        memorised = result.accuracy is not None and result.accuracy >= 1.0
-        if memorised or (result.accuracy is None and ratio <= self.partial):
+                "fail", f"{head}: the loss did not go down at all", evidence=ev,
+                cause=("the loss does not respond to the model: it is computed from something the parameters do "
+                       "not reach (shapes broadcast in the loss, S7; a detached output, S8), or every update is "
+                       "zero (lr 0, no gradients)"),
+                fix="check S7 and S8; make the output's shape equal the target's; make sure the loss is built "
+                    "from the model's output",
+            )
+        if first.stuck:
             return self.finding(
-                "warn", f"{head}: {'every sample right but ' if memorised else ''}the loss stays above "
+                "fail", f"the loss of {what} starts at {first.first:.4g}, and even perfect predictions give "
+                        f"{first.floor:.4g}: the loss cannot go down",
+                evidence=ev,
+                cause="the loss cannot move: it does not compare each output with its own target "
+                      "(a shape broadcast in the loss, S7)",
+                fix="make the output's shape equal the target's (output.squeeze(-1) or target.unsqueeze(-1))",
+            )
+        memorised = first.accuracy is not None and first.accuracy >= (0.99 if first.dense else 1.0)
+        if first.floor is None:
+            return self.finding(
+                "info", f"{head}: the loss fell {1 - first.last / first.first:.0%}; its floor is unknown (the "
+                        f"output is a {first.output_kind}), so whether it fits the samples cannot be judged",
+                evidence=ev, fix=f"raise {self.id}.max_steps to watch it longer",
+            )
+        if memorised or (first.accuracy is None and math.isfinite(left) and left <= self.partial):
+            return self.finding(
+                "warn", f"{head}: {'every prediction right but ' if memorised else ''}the loss stays above "
                         f"{self.near_zero:.0%} of its start",
                 evidence=ev,
                 cause=("the loss cannot come down all the way: probabilities fed to a logit loss (S7), a "
@@ -158,10 +236,41 @@ class _Overfit(Check):
             "fail", f"{head}: the model cannot fit {what}", evidence=ev,
             cause=("a model that cannot overfit a handful of samples has a bug: the output does not depend on "
                    "the input (S5), gradients do not flow (S8), the loss or labels are wrong (S7, S13), or the "
-                   "learning rate is far off (too low to move, too high to settle)"),
-            fix=("fix the failing checks above first; then try lr x10 and /10; make sure regularisation is "
-                 f"not in the loss; raise {self.id}.max_steps if the loss was still falling"),
+                   "learning rate is far off (several were tried)"),
+            fix=("fix the failing checks above first; make sure regularisation is not in the loss; raise "
+                 f"{self.id}.max_steps if the loss was still falling"),
         )
+
+    def _reached(self, result: OverfitResult, attempts: list[OverfitResult], what: str, ev: dict) -> Finding:
+        floor_text = f" above the loss floor {result.floor:.3g}" if result.floor and result.floor > 1e-6 else ""
+        if result.floor is None:
+            progress = f"fell {1 - result.last / result.first:.0%}; floor unknown"
+        else:
+            progress = f"{result.fraction_left():.1%} of start{floor_text}"
+        text = (f"loss {result.first:.4g} -> {result.last:.4g} ({progress}){_acc_text(result.accuracy)} "
+                f"on {what} in {result.steps} steps")
+        if result.lr_scale == 1.0:
+            return self.finding("pass", text, evidence=ev)
+        recipe_lr = attempts[0].lr / attempts[0].lr_scale
+        slower = [a for a in attempts if not a.reached]
+        return self.finding(
+            "info", f"{text} at lr {result.lr:.2g} ({result.lr_scale:.3g}x the recipe's {recipe_lr:.2g}); at "
+                    + ", ".join(f"lr {a.lr:.2g} it had not fit after {a.steps} steps" for a in slower),
+            evidence=ev,
+            fix=f"the model and loss work; the recipe's learning rate is {'low' if result.lr_scale > 1 else 'high'} "
+                "for fitting fast: check it with `danlu lr` (T4)",
+        )
+
+
+def _acc_text(acc: float | None) -> str:
+    if acc is None:
+        return ""
+    return f", accuracy {acc:.0%}" if acc >= 1.0 or acc < 0.99 else f", accuracy {acc:.1%}"
+
+
+def _left_text(r: OverfitResult) -> str:
+    left = r.fraction_left()
+    return f"{left:.1%} of start" if math.isfinite(left) else "floor unknown"
 
 
 @register
@@ -174,17 +283,25 @@ class OverfitBatch(_Overfit):
     Why: practice S2, the first of the "防呆" (fool-proofing) experiments. If a network
     cannot memorise one batch, no amount of data or tuning will help; if it can, the
     pipeline from input to loss works end to end.
-    How: trains a fresh model with the recipe's optimizer on one fixed batch of up to
-    `samples` training samples, with dropout modules in eval mode and weight decay 0,
-    until the loss has come down to within `near_zero` of the way from its start to the
-    loss's own floor (and, for classification, every sample is right), for at most
-    `max_steps` steps, and reports how many it took. The floor is 0 for plain
+    How: trains a fresh model with the recipe's own training step (its optimizer, schedule
+    and gradient clipping) on one fixed batch of up to `samples` training samples, with
+    dropout modules in eval mode and weight decay 0, until the loss has come down to
+    within `near_zero` of the way from its start to the loss's own floor (and, for
+    classification, every prediction is right: 99% of them for token or pixel outputs),
+    for at most `max_steps` steps, and reports how many it took. The floor is 0 for plain
     cross-entropy and MSE; losses with a built-in floor (label smoothing) are evaluated
-    on confident correct predictions to find theirs.
-    Thresholds: pass when reached; warn when every sample is right (or, for regression,
-    the loss covered all but S2.partial = 30% of the way) but the loss stays above
-    S2.near_zero (5%) of the way; fail otherwise or on NaN. Budget: S2.samples (32),
-    S2.max_steps (400).
+    on confident correct predictions, along the class dimension the loss reads, to find
+    theirs. A model that learns slowly is answered fairly: when the recipe's learning
+    rate does not get there, it tries sqrt(`escalate`) and `escalate` times it (or that
+    much lower when the loss blew up), and says which rate it needed; S3 and S5 then start
+    from that rate. For outputs that are not one tensor (a VAE's tuple), the floor is
+    unknown: the loss must fall by half.
+    Thresholds: pass when reached at the recipe's learning rate, info when reached only at
+    another; warn when every prediction is right (or, for regression, the loss covered
+    all but S2.partial = 30% of the way) but the loss stays above S2.near_zero (5%) of the
+    way; fail when the loss does not go down at all, cannot move (perfect predictions
+    give the start's loss), is NaN, or does not fit at any rate tried. Budget:
+    S2.samples (32), S2.max_steps (400) per attempt, S2.escalate (10).
     Fix: fix the other failing checks first; then try the learning rate x10 and /10,
     remove regularisation from the loss, and give the model enough capacity.
     """
@@ -207,7 +324,7 @@ class OverfitTen(_Overfit):
     tell inputs apart".
     How: as S2, on 10 fixed training samples, with dropout off and weight decay 0.
     Thresholds: as S2, with its own S3.near_zero (5%), S3.partial (30%),
-    S3.samples (10) and S3.max_steps (400).
+    S3.samples (10), S3.max_steps (400) and S3.escalate (10).
     Fix: if S2 passes and S3 fails, the model struggles to tell inputs apart: check the
     input reaches the output (S5), pooling that discards everything, or a tiny bottleneck.
     """

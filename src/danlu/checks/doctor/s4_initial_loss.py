@@ -9,6 +9,7 @@ import torch
 
 from danlu.checks.base import Check, SkipCheck, register
 from danlu.checks.doctor.measure import close, scalar, tensor_output
+from danlu.outputs import class_layout
 from danlu.report import Finding
 
 __all__ = ["InitialLoss"]
@@ -78,14 +79,18 @@ class InitialLoss(Check):
 
         neutral: float | None = None
         with torch.no_grad():
-            if classification:
-                num = int(outs[0].shape[1]) if outs[0].dim() >= 2 else 1
+            layout = class_layout(outs[0], tgts[0], ctx.loss) if classification else None
+            if classification and layout is None:
+                raise SkipCheck("the output does not hold class scores for the class-index targets "
+                                f"(output {list(outs[0].shape)}, target {list(tgts[0].shape)}); see S13")
+            if layout is not None:
+                num = layout.classes
                 if num < 2:
                     raise SkipCheck("the model has a single output; cross-entropy needs C >= 2 (see S13)")
                 theory, basis = math.log(num), f"ln {num}"
                 uniform = [scalar(ctx.loss(torch.full_like(o, -math.log(num)), t)) for o, t in zip(outs, tgts)]
                 neutral = sum(uniform) / len(uniform)
-                probs = torch.cat([o.float().transpose(0, 1).reshape(num, -1).T for o in outs]).softmax(-1)
+                probs = torch.cat([layout.logits_last(o.float()) for o in outs]).softmax(-1)
                 ev["max_prob_mean"] = float(probs.max(-1).values.mean())
                 ev["logit_std"] = float(torch.cat([o.float().reshape(-1) for o in outs]).std())
             else:

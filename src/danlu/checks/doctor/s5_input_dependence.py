@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from danlu.batches import batch_size_of
+from danlu.batches import batch_size_of, leaves
 from danlu.checks.base import Check, register
 from danlu.checks.doctor.measure import accuracy, per_sample_losses, scalar, split, with_inputs
 from danlu.report import Finding
@@ -61,15 +61,17 @@ class InputDependence(Check):
     A pipeline that learns only the label prior still shows a falling training loss, so the
     bug hides behind a plausible curve.
     How: trains two copies of the fresh model with the recipe's training step on the same
-    shuffled training batches, one on the real inputs and one with the inputs zeroed, then compares their losses on up to
+    shuffled training batches (at the learning rate S2 needed to fit a batch), one on the
+    real inputs and one with the inputs zeroed, then compares their losses on up to
     `eval_samples` validation samples (each on its own kind of input), sample by sample,
     with a paired t-statistic. It evaluates after `steps` steps and, while the real-input
     model is not clearly better, again after twice as many, up to `max_steps` (slow
     learners get more time; a clear pass stops early). Reports accuracies for
     classification.
-    Thresholds: pass when the real-input model is better with t >= S5.min_t (3: clearly,
-    not by chance); warn when it is better but not clearly; fail when it is not better.
-    Budget: S5.steps (100), S5.max_steps (400), S5.eval_samples (512).
+    Thresholds: pass when the real-input model is better by at least S5.min_gain (1%) of
+    the zero-input loss with t >= S5.min_t (3: clearly, not by chance); warn when it is
+    better but not clearly; fail when it is not better. Budget: S5.steps (100),
+    S5.max_steps (400), S5.eval_samples (512).
     Fix: make forward use its input; check that inputs and labels are read with the same
     index (shuffle them together, join on an id); if the data are just hard, raise
     S5.max_steps.
@@ -78,16 +80,19 @@ class InputDependence(Check):
     id = "S5"
     name = "input dependence"
     stage = "train"
-    settings = ("steps", "max_steps", "min_t", "eval_samples")
+    settings = ("steps", "max_steps", "min_t", "min_gain", "eval_samples")
     steps = 100
     max_steps = 400
     min_t = 3.0
+    min_gain = 0.01
     eval_samples = 512
 
     def run(self, ctx) -> Finding:
         split(ctx.batch(2))  # needs (input, target) batches with a tensor input
         real, zero = ctx.new_model().train(), ctx.new_model().train()
         step_real, step_zero = ctx.train_step(real, self.max_steps), ctx.train_step(zero, self.max_steps)
+        for step in (step_real, step_zero):
+            step.scale_lr(ctx.lr_scale)
         stream = ctx.stream(seed=5)
         train = {"real": math.nan, "zero": math.nan}
         done, target_steps = 0, max(1, min(self.steps, self.max_steps))
@@ -104,7 +109,7 @@ class InputDependence(Check):
                 return self.finding("fail", f"the loss became NaN/Inf within {done} steps", evidence={},
                                     cause="training diverged or an operation produced NaN/Inf", fix="see S9")
             cmp = self._compare(ctx, real, zero)
-            if (cmp.better and cmp.t >= self.min_t) or done >= self.max_steps:
+            if self._clear(cmp) or done >= self.max_steps:
                 break
             target_steps = min(2 * done, self.max_steps)
         return self._finding(cmp, done, train)
@@ -137,8 +142,7 @@ class InputDependence(Check):
                     diffs.extend(z - r for r, z in zip(per_r, per_z))
                 else:  # a loss that does not split by sample: one pair per batch
                     diffs.append(loss_z - loss_r)
-                if isinstance(out_r, torch.Tensor) and isinstance(out_rz, torch.Tensor):
-                    sensitivity = max(sensitivity, float((out_r.float() - out_rz.float()).abs().max()))
+                sensitivity = max(sensitivity, _largest_change(out_r, out_rz))
                 if with_acc:
                     acc_r, acc_z = accuracy(out_r, tgt), accuracy(out_z, tgt_z)
                     if acc_r is None or acc_z is None:
@@ -154,6 +158,10 @@ class InputDependence(Check):
             acc_zero=correct["zero"] / counted if with_acc else None,
         )
 
+    def _clear(self, cmp: _Comparison) -> bool:
+        """Clearly better: by more than chance (t) and by a margin worth the name (gain)."""
+        return cmp.better and cmp.t >= self.min_t and cmp.gain >= self.min_gain
+
     def _finding(self, cmp: _Comparison, steps: int, train: dict[str, float]) -> Finding:
         ev: dict[str, Any] = {
             "steps": steps, "eval_samples": cmp.samples, "loss_real": cmp.loss_real, "loss_zero": cmp.loss_zero,
@@ -161,12 +169,13 @@ class InputDependence(Check):
             "train_loss_zero": train["zero"], "output_change_when_zeroed": cmp.sensitivity,
             "acc_real": cmp.acc_real, "acc_zero": cmp.acc_zero,
         }
+        gain = f"{cmp.gain:+.1%}" if abs(cmp.gain) < 0.1 else f"{cmp.gain:+.0%}"
         text = f"held-out loss {cmp.loss_real:.4g} with real inputs vs {cmp.loss_zero:.4g} with zeroed inputs " \
-               f"({cmp.gain:+.0%}" + (f", t = {cmp.t:.3g})" if math.isfinite(cmp.t) else ")")
+               f"({gain}" + (f", t = {cmp.t:.3g})" if math.isfinite(cmp.t) else ")")
         if cmp.acc_real is not None:
             text += f", accuracy {cmp.acc_real:.0%} vs {cmp.acc_zero:.0%}"
         text += f" after {steps} steps"
-        if cmp.better and cmp.t >= self.min_t:
+        if self._clear(cmp):
             return self.finding("pass", text, evidence=ev)
         if cmp.sensitivity == 0.0:
             cause = ("the trained model's output does not change at all when its input is zeroed: forward "
@@ -185,6 +194,16 @@ class InputDependence(Check):
             fix = ("check that inputs and labels match (look at samples, D3); check preprocessing; if the task "
                    "is just hard, raise S5.max_steps")
         if cmp.better:
-            return self.finding("warn", text, evidence=ev, fix=fix,
-                                cause=f"better, but not clearly (t < {self.min_t:g}): " + cause)
+            why = (f"t < {self.min_t:g}" if cmp.t < self.min_t else f"by less than {self.min_gain:.0%} of the loss")
+            return self.finding("warn", text, evidence=ev, fix=fix, cause=f"better, but not clearly ({why}): " + cause)
         return self.finding("fail", text, evidence=ev, cause=cause, fix=fix)
+
+
+def _largest_change(a: Any, b: Any) -> float:
+    """The largest absolute difference between two outputs, over all their floating-point tensors
+    (a VAE's (reconstruction, mu, logvar) too)."""
+    largest = 0.0
+    for x, y in zip(leaves(a), leaves(b)):
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape and x.is_floating_point():
+            largest = max(largest, float((x.float() - y.float()).abs().max()))
+    return largest

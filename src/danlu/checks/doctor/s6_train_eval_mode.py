@@ -87,19 +87,24 @@ class TrainEvalMode(Check):
     Detects: modules stuck in eval mode during training (an overridden train(), a forward
     that calls .eval(), a recipe.forward that switches the model to eval); batch-norm
     whose running statistics do not change in training; randomness left on in eval mode
-    (F.dropout without training=self.training, torch.rand in forward), named by the first
-    module whose output differs; dropout that has no effect in training.
+    (F.dropout without training=self.training), named by the first module whose output
+    differs; dropout that has no effect in training. Sampling by design (a VAE's
+    torch.randn_like, MC dropout written with training=True) is told apart and only warned.
     Why: practice S6. Dropout and batch-norm behave differently in train and eval mode; a
     module in the wrong mode trains without regularisation or with frozen statistics, and
     random eval outputs make validation noisy and checkpoints unrepeatable.
     How: calls model.train(), runs recipe.forward on a batch with forward hooks recording
     each module's mode at call time and batch-norm buffers before and after; then runs the
     model twice in eval mode on the same batch and compares outputs module by module;
-    with dropout present, runs twice in train mode and expects different outputs.
+    with dropout present, runs twice in train mode and expects different outputs. When eval
+    outputs differ, replays the eval pass under a torch-function tracer to find explicit
+    random draws in the user's code.
     Thresholds: any trainable module (or dropout/batch-norm) in eval mode during training
     fails, as do unchanged batch-norm statistics and eval outputs that differ by more than
-    rtol 1e-5; frozen sub-models kept in eval mode (all parameters requires_grad=False)
-    are intentional and only noted; dropout without effect warns. Budget: S6.samples (32).
+    rtol 1e-5, unless every random draw is an explicit sampling call in the user's forward
+    (then a warning: intended, but validation numbers vary); frozen sub-models kept in eval
+    mode (all parameters requires_grad=False) are intentional and only noted; dropout
+    without effect warns. Budget: S6.samples (32).
     Fix: do not call .eval() inside forward or override train() for trainable parts; use
     nn.Dropout modules or F.dropout(x, p, training=self.training); freeze batch-norm only
     together with its parameters.
@@ -209,7 +214,24 @@ class TrainEvalMode(Check):
             ev["bn_stats_unchanged"] = stale
 
         # --- eval determinism ----------------------------------------------------------
+        intended: list[tuple[str, str]] = []
         if not _outputs_equal(out_a, out_b):
+            model.eval()
+            try:
+                intended = _intended_randomness(ctx, model, batch)
+            finally:
+                model.train()
+        if intended:
+            op, where = intended[0]
+            ev["eval_sampling"] = [f"{o} at {w}" for o, w in intended[:5]]
+            problems.append((
+                "warn", f"eval-mode outputs are random by design: {op} at {where}",
+                "the forward samples on purpose (a VAE's reparameterisation, MC dropout), so validation "
+                "losses and metrics vary between evaluations of the same weights",
+                "intended: evaluate with a fixed seed, or average several passes; else sample only when "
+                "self.training (use the mean in eval)",
+            ))
+        elif not _outputs_equal(out_a, out_b):
             culprit, where = _first_difference(calls_a, calls_b)
             ev["eval_random_module"] = culprit
             target = (f"'{culprit or 'model'}' ({type(modules[culprit]).__name__})" if culprit in modules
@@ -261,3 +283,40 @@ def _first_difference(calls_a, calls_b) -> tuple[str, str]:
                 return name, "module"
             return (name.rpartition(".")[0], "between") if name else ("", "before")
     return "", "unknown"
+
+
+_SAMPLING = {"randn", "randn_like", "rand", "rand_like", "normal", "bernoulli", "multinomial", "poisson", "randint",
+             "randint_like", "normal_", "uniform_", "exponential_", "bernoulli_", "geometric_", "log_normal_",
+             "cauchy_", "random_"}
+_DROPOUT = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"}
+
+
+def _intended_randomness(ctx, model: nn.Module, batch: Any) -> list[tuple[str, str]]:
+    """Random draws the user's forward makes on purpose in eval mode: explicit sampling calls
+    (torch.randn_like, torch.bernoulli, a distribution's rsample), or dropout written with
+    training=True (MC dropout). [(op, "file:line in func")]; empty when the randomness comes
+    from anything else (F.dropout left at its default, a module forced into train mode)."""
+    import linecache
+
+    from danlu.tracing import OpTracer, op_name, user_line
+
+    calls: list[tuple[str, str, bool]] = []
+
+    def on_op(func, args, kwargs, result) -> None:
+        name = op_name(func)
+        if name in _SAMPLING:
+            where = user_line()
+            if where:
+                calls.append((f"torch.{name}", where, True))
+        elif name in _DROPOUT and kwargs.get("training", len(args) < 3 or bool(args[2])):
+            where = user_line()
+            if where:
+                file, _, rest = where.partition(":")
+                code = linecache.getline(file, int(rest.split(" ")[0])) if rest.split(" ")[0].isdigit() else ""
+                calls.append((f"F.{name}", where, "training=True" in code.replace(" ", "")))
+
+    with torch.no_grad(), OpTracer(on_op):
+        ctx.forward(model, batch)
+    if any(not explicit for _, _, explicit in calls):
+        return []      # dropout left at training=True by default: the classic bug, not a design
+    return [(op, where) for op, where, _ in calls]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from danlu.checks.base import Check, register
 from danlu.checks.doctor.measure import close, scalar, tensor_output
+from danlu.outputs import class_layout
 from danlu.report import Finding
 
 __all__ = ["OutputsFitLoss"]
@@ -77,8 +78,9 @@ class OutputsFitLoss(Check):
         out = output.detach().float()
         with torch.no_grad():
             class_indices = isinstance(target, torch.Tensor) and not target.is_floating_point()
-            if classification and class_indices and out.dim() >= 2:
-                self._classification(ctx, out, target, loss, problems, ev)
+            layout = class_layout(out, target, ctx.loss) if classification and class_indices else None
+            if layout is not None:
+                self._classification(ctx, layout, out, target, loss, problems, ev)
             elif isinstance(target, torch.Tensor) and target.is_floating_point():
                 self._sigmoid(out, target, loss, problems, ev)
             if isinstance(target, torch.Tensor) and not classification:
@@ -95,17 +97,18 @@ class OutputsFitLoss(Check):
         return self.finding(status, "; ".join(p[1] for p in problems), evidence=ev,
                             cause=" ".join(p[2] for p in problems), fix=" ".join(p[3] for p in problems))
 
-    def _classification(self, ctx, out, target, loss, problems, ev) -> None:
-        num = out.shape[1]
-        rows = out.transpose(0, 1).reshape(num, -1)
+    def _classification(self, ctx, layout, out, target, loss, problems, ev) -> None:
+        num = layout.classes
+        rows = layout.logits_last(out).T
         is_prob = bool(((out >= -1e-6) & (out <= 1 + 1e-6)).all()) and bool(((rows.sum(0) - 1).abs() < 1e-3).all())
         is_logprob = bool((out <= 1e-6).all()) and bool((rows.logsumexp(0).abs() < 1e-3).all())
         ev["output_kind"] = "probabilities" if is_prob else ("log-probabilities" if is_logprob else "logits")
-        tgt = target.long()
+        ev["classes"] = num
+        tgt = target.long().reshape(-1)
         if is_prob and num > 1:
             try:
-                ce = float(F.cross_entropy(out, tgt))
-                nll = float(F.nll_loss(out, tgt))
+                ce = float(F.cross_entropy(rows.T, tgt))
+                nll = float(F.nll_loss(rows.T, tgt))
             except Exception:
                 return
             if close(loss, ce):

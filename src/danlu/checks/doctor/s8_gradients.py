@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from danlu.checks.base import Check, register
+from danlu.checks.doctor.measure import unregistered_modules
 from danlu.report import Finding
 from danlu.tracing import ModuleStack, OpTracer, op_name
 
@@ -82,8 +83,9 @@ def _rms(t: torch.Tensor) -> float:
 class Gradients(Check):
     """Gradients: every trainable parameter gets a finite, non-zero gradient and changes after a step.
 
-    Detects: parameters that receive no gradient (unused layers, a .detach() or .item()
-    in the path, torch.no_grad in forward), gradients that are zero or non-finite,
+    Detects: layers kept in a plain list or dict (not nn.ModuleList / ModuleDict), which
+    model.parameters() does not see; parameters that receive no gradient (unused layers, a
+    .detach() or .item() in the path, torch.no_grad in forward), gradients that are zero or non-finite,
     trainable parameters missing from the optimizer, parameters that do not change after a
     step, vanishing or exploding gradient flow across layers, dead ReLU units and
     saturated sigmoid/tanh activations, and update/weight ratios far from about 1e-3.
@@ -97,8 +99,10 @@ class Gradients(Check):
     both steps, so a zero-initialised last layer is not a false alarm). Per weight tensor
     (2+ dims) it computes the gradient RMS in call order and ||update|| / ||weight|| of the
     first step; activation outputs are traced (nn.ReLU and F.relu alike) on the first pass.
-    Thresholds: no gradient, non-finite gradients and parameters missing from the
-    optimizer fail; zero gradients, unchanged parameters, a gradient-RMS spread below
+    Weights that start at zero (a class token) have no gradient/weight ratio. Modules found
+    in list, tuple or dict attributes but not among model.modules() are named.
+    Thresholds: unregistered layers, no gradient, non-finite gradients and parameters
+    missing from the optimizer fail; zero gradients, unchanged parameters, a gradient-RMS spread below
     S8.vanish_ratio (1e-4), any ||grad||/||weight|| above S8.explode_ratio (100), a median
     update/weight ratio outside S8.update_low..S8.update_high (1e-6..0.5), over
     S8.dead_fraction (0.5) of a ReLU's units dead, or over S8.saturated_fraction (0.5) of a
@@ -165,6 +169,17 @@ class Gradients(Check):
 
         ev: dict[str, Any] = {"trainable_tensors": len(trainable), "frozen": frozen[:20], "loss": [loss1, loss2]}
         problems: list[tuple[str, str, str, str]] = []
+        hidden = unregistered_modules(model)
+        if hidden:
+            ev["unregistered"] = [f"{where} ({kind})" for where, kind in hidden[:10]]
+            where, kind = hidden[0]
+            problems.append((
+                "fail", f"{len(hidden)} layer(s) kept in a plain Python container are invisible to "
+                        f"model.parameters(): {where} ({kind})" + (f" and {len(hidden) - 1} more" if len(hidden) > 1 else ""),
+                "a list or dict attribute does not register its modules: the optimizer never sees their "
+                "weights, .to(device) and state_dict() skip them, so they never train and are not saved",
+                "hold layers in nn.ModuleList / nn.ModuleDict (or nn.Sequential) instead of a list or dict",
+            ))
 
         no_grad = [n for n in trainable if grads1[n] is None and grads2[n] is None]
         nonfinite = [n for n in trainable for g in (grads1[n], grads2[n])
@@ -223,8 +238,11 @@ class Gradients(Check):
             if p.dim() < 2 or n in no_grad or n in nonfinite:
                 continue
             rms = max(_rms(g) for g in (grads1[n], grads2[n]) if g is not None)
-            rel = max(float(g.norm() / max(float(p.detach().norm()), 1e-12))
-                      for g in (grads1[n], grads2[n]) if g is not None)
+            # ||grad|| / ||weight|| against the initial weights; a weight that starts at zero (a ViT's class
+            # token, a zero-initialised last layer) has no ratio: dividing by ~0 is not evidence.
+            norm0 = float(before[n].norm())
+            rel = (max(float(g.norm()) for g in (grads1[n], grads2[n]) if g is not None) / norm0
+                   if _rms(before[n]) > 1e-8 else None)
             layers.append((order.get(owner.get(n, ""), 10**6), n, rms, rel, updates.get(n)))
         layers.sort()
         ev["layers"] = [{"name": n, "grad_rms": rms, "grad_rel": rel, "update_ratio": up}
@@ -253,7 +271,7 @@ class Gradients(Check):
                             "the gradient grows layer by layer toward the input (weights initialised too large)",
                             "use the default (kaiming) initialisation or a smaller init scale; clip gradients",
                         ))
-        big = [(n, rel) for _, n, _, rel, _ in layers if rel > self.explode_ratio]
+        big = [(n, rel) for _, n, _, rel, _ in layers if rel is not None and rel > self.explode_ratio]
         if big:
             ev["exploding"] = big[:5]
             problems.append((

@@ -55,3 +55,22 @@ def small_cnn(channels: int = 8, hidden: int = 32, classes: int = 10, dropout: f
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(hidden, classes))
     return nn.Sequential(*layers)
+
+
+def digits_rgb_split(n: int = 600, val: int = 150, side: int = 16):
+    """Digits as 3 x side x side images (upsampled, standardised): a small stand-in for photos."""
+    x, y = digits_tensors(n)
+    x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+    return TensorDataset(x[val:], y[val:]), TensorDataset(x[:val], y[:val])
+
+
+def markov_text(length: int, vocab: int, seed: int = 0) -> torch.Tensor:
+    """A token stream from a fixed random Markov chain (each word has 3 likely successors): learnable text."""
+    g = torch.Generator().manual_seed(seed)
+    successors = torch.randint(0, vocab, (vocab, 3), generator=g)
+    out = torch.empty(length, dtype=torch.int64)
+    token = 0
+    for i in range(length):
+        out[i] = token
+        token = int(successors[token, int(torch.randint(0, 3, (1,), generator=g))])
+    return out
