@@ -325,21 +325,57 @@ def test_augmented_validation_fails_and_unshuffled_training_warns(clean_report):
 
 
 def test_near_duplicate_rule_is_calibrated_on_all_of_digits():
-    """The calibration behind NEAR_RATIO and SPARSE_FRACTION: on all 1,797 digits no pair is flagged,
-    while a copy with a little noise or one changed pixel is."""
+    """The calibration behind close_ratio and SPARSE_FRACTION (D5): on all 1,797 digits (intrinsic
+    dimension about 7.6) chance puts no pair within the "close" distance, so none is flagged, while a
+    copy with a little noise or one changed pixel is."""
     from audit_planted import _digits
 
-    from danlu.checks.audit.neighbours import NEAR_RATIO, knn, near_pairs, prepare, typical_distance
+    from danlu.checks.audit.neighbours import close_ratio, intrinsic_dimension, knn, near_pairs, prepare, typical_distance
 
     x, _ = _digits()
     v = prepare(x.reshape(len(x), -1).numpy(), "image")
     nn_all = knn(v, v, same=True)
     typical = typical_distance(nn_all)
+    ratio = close_ratio(len(v), intrinsic_dimension(nn_all))
+    assert 6 < intrinsic_dimension(nn_all) < 10 and 0.15 < ratio < 0.3
     closest = float(nn_all[0][:, 0].min())
-    assert closest > NEAR_RATIO * typical                       # the margin the rule relies on
+    assert closest > ratio * typical                            # the margin the rule relies on
     assert near_pairs(v, v, typical=typical, same=True, neighbours=nn_all) == []
     noisy = x[0] + 0.02 * torch.randn(x[0].shape, generator=torch.Generator().manual_seed(0))
     edited = x[1].clone()
     edited[0, 4, 4] = 1.0 - edited[0, 4, 4]
     q = prepare(torch.stack([noisy, edited]).reshape(2, -1).numpy(), "image")
-    assert [(p.a, p.b) for p in near_pairs(q, v, typical=typical, same=False)] == [(0, 0), (1, 1)]
+    assert [(p.a, p.b) for p in near_pairs(q, v, typical=typical, same=False, ratio=ratio)] == [(0, 0), (1, 1)]
+
+
+def test_ordinary_neighbours_in_low_dimensions_are_not_copies():
+    """D5 false alarm guard: in 2-D (600 points, like two moons) the nearest neighbour of some point is
+    always very close by chance; the chance-calibrated rule flags none of them, and still finds a copy."""
+    from danlu.checks.audit.neighbours import close_ratio, intrinsic_dimension, knn, near_pairs, prepare, typical_distance
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 2, generator=g)
+    v = prepare(x.numpy(), "features")
+    nn = knn(v, v, same=True)
+    assert 1.5 < intrinsic_dimension(nn) < 2.5 and close_ratio(600, intrinsic_dimension(nn)) < 0.02
+    assert near_pairs(v, v, typical=typical_distance(nn), same=True, neighbours=nn) == []
+    x[599] = x[0] + 1e-6                                           # a copy with float noise
+    v = prepare(x.numpy(), "features")
+    nn = knn(v, v, same=True)
+    assert [(p.a, p.b) for p in near_pairs(v, v, typical=typical_distance(nn), same=True, neighbours=nn)] == [(0, 599)]
+
+
+def test_faint_noise_on_near_constant_features_does_not_hide_a_copy():
+    """D5: a feature that barely varies is not blown up to unit scale, so faint noise on it (a copy
+    re-exported with rounding noise) leaves the pair close; without copies nothing is flagged."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(300, 10, generator=g)
+    x[:, 7:] = 5.0 + 1e-3 * torch.randn(300, 3, generator=g)        # three near-constant features
+    y = torch.randint(0, 2, (300,), generator=g)
+    clean = run(recipe(TensorDataset(x[:250], y[:250]), TensorDataset(x[250:], y[250:]),
+                       model=lambda: linear(10, 2)), only=["D5"])
+    assert by_name(clean, "near duplicates").status == "pass"
+    x[299] = x[3] + 1e-3 * torch.randn(10, generator=g)
+    f = by_name(run(recipe(TensorDataset(x[:250], y[:250]), TensorDataset(x[250:], y[250:]),
+                           model=lambda: linear(10, 2)), only=["D5"]), "near duplicates")
+    assert [tuple(p[:2]) for p in f.evidence["pair_list"]["val->train"]] == [(3, 49)]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from danlu.checks.audit.neighbours import knn, near_pairs, prepare, typical_distance
+from danlu.checks.audit.neighbours import (
+    close_ratio,
+    intrinsic_dimension,
+    knn,
+    near_pairs,
+    prepare,
+    typical_distance,
+)
 from danlu.checks.audit.scan import SplitScan, varies_between_reads
 from danlu.checks.base import Check, CheckResult, register
 from danlu.checks.context import Context
@@ -64,8 +71,10 @@ class Duplicates(Check):
     labels on the same input put a floor under the loss.
     How: Content hashes of the inputs exactly as the datasets return them (dtype, shape
     and bytes; see danlu.checks.audit.inputs), grouped; near duplicates by nearest
-    neighbours of small embeddings with the calibrated rule in
-    danlu.checks.audit.neighbours.
+    neighbours of small embeddings: a pair is "close" when chance alone would rarely put
+    it so near, given the data's intrinsic dimension and size (in 2-D ordinary neighbours
+    are not copies; in 8x8 digits a copy with small noise is), or differs in at most 2%
+    of its elements (danlu.checks.audit.neighbours).
     Thresholds: Any leakage fails (a CI gate). Exact or near duplicates warn.
     Fix: Deduplicate before splitting, and split by group (source, patient, writer) so
     copies land on one side; drop or fix the listed validation samples.
@@ -188,11 +197,13 @@ class Duplicates(Check):
         t_hash = train.input_hash[train.embed_pos]
         nn_train = knn(ref, ref, same=True)
         typical_train = typical_distance(nn_train)
+        dimension = intrinsic_dimension(nn_train)
+        ratio = close_ratio(len(ref), dimension)
         found: dict[str, list[tuple[int, int, float, str]]] = {}
         found["train"] = [
             (int(train.indices[train.embed_pos[p.a]]), int(train.indices[train.embed_pos[p.b]]), p.distance, p.rule)
             for p in near_pairs(ref, ref, typical=typical_train, same=True, hashes=(t_hash, t_hash),
-                                neighbours=nn_train)
+                                neighbours=nn_train, ratio=ratio)
         ]
         searched = {"train": len(ref)}
         if len(val.embed_pos) and val.embed.shape[1] == train.embed.shape[1] and val.embed_kind == kind:
@@ -206,7 +217,8 @@ class Duplicates(Check):
             ]
             found["val->train"] = [
                 (int(train.indices[train.embed_pos[p.b]]), int(val.indices[val.embed_pos[p.a]]), p.distance, p.rule)
-                for p in near_pairs(q, ref, typical=typical_train, same=False, hashes=(v_hash, t_hash))
+                for p in near_pairs(q, ref, typical=typical_train, same=False, hashes=(v_hash, t_hash),
+                                    ratio=close_ratio(len(q), dimension))
             ]
             searched["val"] = len(q)
         total = sum(len(v) for v in found.values())
@@ -214,7 +226,10 @@ class Duplicates(Check):
         evidence = {
             "searched": searched,
             "typical_nn_distance_train": typical_train,
-            "rule": "distance < 0.3 x typical nearest-neighbour distance, or <= 2% of elements differ",
+            "intrinsic_dimension_train": round(dimension, 2),
+            "close_ratio_train": round(ratio, 4),
+            "rule": (f"distance < {ratio:.3g} x typical nearest-neighbour distance (what chance makes rare "
+                     f"at intrinsic dimension {dimension:.1f}), or <= 2% of elements differ"),
             **{f"{k}_pairs": len(v) for k, v in found.items()},
             "pair_list": {k: [[a, b, round(d, 4), r] for a, b, d, r in v[:_MAX_LISTED]] for k, v in found.items()},
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -64,8 +65,10 @@ class Timing(Check):
     backward, optimizer step) of a fresh model on the first batches, after one warm-up
     step, and a forward pass on a validation batch. epoch = fixed + N x (load + train
     step) per sample (with num_workers > 0 loading overlaps compute, so the larger of
-    the two counts), validation = N_val x (load + forward); full training = epochs x
-    (epoch + validation).
+    the two counts), validation = N_val x (its own loader's load + forward), the
+    validation probes (a batch every probe_every steps); full training = epochs x (epoch
+    + validation) + probes. A test holds it within 2x of the real `danlu train` time on
+    the demo and on a recipe with a slow loader.
     Thresholds: Loading slower than compute, in an epoch of more than a second, warns
     (use workers).
     Fix: num_workers > 0, caching decoded data, or lighter transforms.
@@ -103,12 +106,16 @@ class Timing(Check):
             step, infer = float("nan"), float("nan")
             note = f"; compute not timed ({error_text(exc, frame=True)}): loading only"
         n, n_val = scan.size, ctx.scans["val"].size
+        val_fixed, val_load = self._val_load(ctx, n_val, fixed, load)
         workers = ctx.recipe.num_workers
         per_train = (max(load, step) if workers else load + step) if np.isfinite(step) else load
-        per_val = (max(load, infer) if workers else load + infer) if np.isfinite(infer) else load
+        per_val = (max(val_load, infer) if workers else val_load + infer) if np.isfinite(infer) else val_load
         epoch = fixed + n * per_train
-        val_epoch = fixed + n_val * per_val
-        total = ctx.recipe.epochs * (epoch + val_epoch)
+        val_epoch = val_fixed + n_val * per_val
+        steps = ctx.recipe.epochs * max(1, math.ceil(n / max(1, ctx.batch_size)))
+        probes = steps // max(1, ctx.recipe.probe_every)          # a random validation batch every probe_every steps
+        probe_seconds = probes * min(ctx.batch_size, n_val) * per_val
+        total = ctx.recipe.epochs * (epoch + val_epoch) + probe_seconds
         evidence = {
             "subsets": {"1/100": {"samples": n1, "seconds": t1}, "1/10": {"samples": n2, "seconds": t2}},
             "load_seconds_per_sample": load,
@@ -121,6 +128,9 @@ class Timing(Check):
             "val_size": n_val,
             "epoch_seconds": epoch,
             "val_seconds": val_epoch,
+            "val_load_seconds_per_sample": val_load,
+            "probes": probes,
+            "probe_seconds": probe_seconds,
             "epochs": ctx.recipe.epochs,
             "total_seconds": total,
         }
@@ -138,6 +148,19 @@ class Timing(Check):
                     "move heavy transforms offline.",
             )])
         return CheckResult([Finding(self.id, self.name, "info", summary, evidence=evidence)])
+
+    def _val_load(self, ctx: Context, n_val: int, fixed: float, load: float) -> tuple[float, float]:
+        """(fixed seconds, seconds per sample) of the validation loader, timed like the training one
+        (it may read another dataset: augmented training items, plain validation tensors)."""
+        if n_val < 2:
+            return fixed, load
+        v1 = max(1, round(n_val / 100))
+        v2 = min(n_val, max(v1 + 1, round(n_val / 10), 2 * ctx.batch_size))
+        try:
+            (v1, s1), (v2, s2), _ = self._load(ctx.loaders[1], v1, v2, lambda k: None)
+        except Exception:
+            return fixed, load
+        return fit_line(v1, s1, v2, s2)
 
     def _load(self, loader, n1: int, n2: int, advance) -> tuple[tuple[int, float], tuple[int, float], list]:
         """Iterate a training loader until n1, then n2 samples have arrived: ((samples, seconds), (samples,
