@@ -148,48 +148,73 @@ def cases(
     runs: str | Sequence[str] = "last",
     *,
     top: int = 10,
+    split: str = "val",
+    folds: int = 3,
     device: str | None = None,
     progress: bool = False,
     store: StoreLike = None,
     save: bool = True,
 ) -> Report:
     """Case study of a trained run on its whole validation set (C2, C3), and with several runs
-    the ensemble against each member (C4); kept with the first run."""
+    the ensemble against each member (C4); kept with the first run.
+
+    split="train" studies the training split instead, with out-of-sample predictions: `folds`
+    models of the run's recipe, each trained without one fold (stored as runs tagged
+    "out-of-fold"), so suspicious labels in the training data can be found (C2).
+    """
     import torch
 
     from danlu.baseline import dataset_targets
     from danlu.evaluation.case_study import build_report, predict_with_progress
+    from danlu.evaluation.out_of_fold import out_of_fold
     from danlu.rebuild import load_trained
     from danlu.track import keep_report
 
     if top < 1:
         raise DanluError(f"top must be at least 1, got {top}.")
+    if split not in ("val", "train"):
+        raise DanluError(f"split must be 'val' or 'train', got {split!r}.")
     refs = [runs] if isinstance(runs, str) else list(runs)
+    if split == "train" and len(refs) != 1:
+        raise DanluError("The training split is studied for one run at a time (its out-of-fold models are "
+                         "trained from that run's recipe); name one run.")
     the_store = as_store(store, create=False)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loaded = [load_trained(the_store, ref, device="cpu") for ref in refs]
     if len({r.record.id for r in loaded}) != len(loaded):
         raise DanluError("The same run is named twice; an ensemble needs different runs.")
-    preds, names, val = [], [], None
-    for run in loaded:
-        train, val_k = run.recipe.data()
-        run.recipe.resolve_task(train)
-        preds.append(predict_with_progress(run.recipe, run.model, val_k, dev, progress, run.record.name))
-        targets = dataset_targets(train)
-        preds[-1].train_targets = targets.numpy() if targets is not None else None
-        names.append(run.record.name)
-        val = val if val is not None else val_k
-        if len(preds[-1]) != len(preds[0]) or (preds[-1].targets != preds[0].targets).any():
-            raise DanluError(f"Run {names[-1]} was validated on other data than {names[0]}; an ensemble (C4) "
-                             "needs runs of the same validation set.")
     first = loaded[0].record
-    assert val is not None
-    title = (f"case study of {first.name} ({first.id}) on {len(preds[0]):,} validation samples"
-             + (f", with an ensemble of {len(preds)} runs" if len(preds) > 1 else ""))
+    fold_runs: list[str] = []
+    if split == "train":
+        pred, data, fold_runs = out_of_fold(loaded[0].recipe, the_store, folds=folds, parent=first.id,
+                                            name=f"{first.name}-oof", device=dev, progress=progress)
+        preds, names = [pred], [first.name]
+        title = (f"case study of {first.name} ({first.id}) on its {len(pred):,} training samples, each predicted "
+                 f"by one of {folds} models trained without it")
+    else:
+        preds, names, data = [], [], None
+        for run in loaded:
+            train, val_k = run.recipe.data()
+            run.recipe.resolve_task(train)
+            preds.append(predict_with_progress(run.recipe, run.model, val_k, dev, progress, run.record.name))
+            targets = dataset_targets(train)
+            preds[-1].train_targets = targets.numpy() if targets is not None else None
+            names.append(run.record.name)
+            data = data if data is not None else val_k
+            if len(preds[-1]) != len(preds[0]) or (preds[-1].targets != preds[0].targets).any():
+                raise DanluError(f"Run {names[-1]} was validated on other data than {names[0]}; an ensemble (C4) "
+                                 "needs runs of the same validation set.")
+        title = (f"case study of {first.name} ({first.id}) on {len(preds[0]):,} validation samples"
+                 + (f", with an ensemble of {len(preds)} runs" if len(preds) > 1 else ""))
+    assert data is not None
     with tempfile.TemporaryDirectory(prefix="danlu-cases-") as tmp:
-        report = build_report(preds, names, val, top_k=top, out_dir=tmp, title=title)
+        report = build_report(preds, names, data, top_k=top, out_dir=tmp, title=title,
+                              split="training" if split == "train" else "validation")
         report.meta["runs"] = [r.record.id for r in loaded]
         report.meta["checkpoints"] = [str(r.checkpoint) for r in loaded]
+        report.meta["split"] = split
+        if fold_runs:
+            report.meta["fold_runs"] = fold_runs
         if save:
             keep_report(report, store=the_store, run=first.id, image_root=tmp)
     return report

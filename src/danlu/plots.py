@@ -10,13 +10,13 @@ nothing leaks between figures, and no display is needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["plotting_available", "PLOTS_MISSING", "figure", "save", "save_image_grid", "save_matrix",
+__all__ = ["plotting_available", "PLOTS_MISSING", "figure", "save", "save_image_grid", "save_series_grid", "save_matrix",
            "save_histogram", "display_images", "save_lr_png", "save_curves_png"]
 
 PLOTS_MISSING = "matplotlib is not installed: pip install 'danlu[plots]' to save images"
@@ -72,28 +72,49 @@ def display_images(batch: np.ndarray) -> np.ndarray:
     return np.moveaxis(x, 1, -1) if x.shape[1] == 3 else x[:, 0]
 
 
-def save_image_grid(images: np.ndarray, titles: Sequence[str], path: Path, title: str = "", cols: int = 8,
-                    colors: Sequence[str] | None = None) -> None:
-    """A grid of (B, C, H, W) images with a small title under each (e.g. 'y=3' or 't=3 p=5 0.97')."""
-    shown = display_images(images)
-    n = len(shown)
+def _save_panels(items: Sequence[Any], draw: Callable[[Any, Any], None], titles: Sequence[str], path: Path,
+                 title: str, cols: int, cell: tuple[float, float], colors: Sequence[str] | None) -> None:
+    """One panel per item in a grid of `cols` columns, drawn by draw(ax, item), each titled."""
+    n = len(items)
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    fig = figure(1.3 * cols, 1.45 * rows + (0.4 if title else 0))
+    fig = figure(cell[0] * cols, cell[1] * rows + (0.4 if title else 0))
     for k in range(rows * cols):
         ax = fig.add_subplot(rows, cols, k + 1)
-        ax.set_xticks([])
-        ax.set_yticks([])
         if k >= n:
             ax.axis("off")
             continue
-        img = shown[k]
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        draw(ax, items[k])
         if k < len(titles):
             ax.set_title(titles[k], fontsize=7, color=(colors[k] if colors else "black"))
     if title:
         fig.suptitle(title, fontsize=9)
     save(fig, path)
+
+
+def save_image_grid(images: np.ndarray, titles: Sequence[str], path: Path, title: str = "", cols: int = 8,
+                    colors: Sequence[str] | None = None) -> None:
+    """A grid of (B, C, H, W) images with a small title under each (e.g. 'y=3' or 't=3 p=5 0.97')."""
+
+    def draw(ax: Any, img: np.ndarray) -> None:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+
+    _save_panels(display_images(images), draw, titles, path, title, cols, (1.3, 1.45), colors)
+
+
+def save_series_grid(series: np.ndarray, titles: Sequence[str], path: Path, title: str = "", cols: int = 4,
+                     colors: Sequence[str] | None = None, max_lines: int = 8) -> None:
+    """Small multiples of (B, F, T) sequences: one panel per sample, one line per feature (the first
+    `max_lines`), steps along x; for time series and other (steps x features) inputs."""
+
+    def draw(ax: Any, sample: np.ndarray) -> None:
+        for line in sample[:max_lines]:
+            ax.plot(np.arange(len(line)), line, linewidth=0.8)
+        ax.tick_params(labelsize=6)
+
+    _save_panels(series, draw, titles, path, title, cols, (2.4, 1.6), colors)
 
 
 def save_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str = "",

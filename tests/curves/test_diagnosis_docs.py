@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import danlu.curves.analysis as analysis
+import danlu.curves.diagnosis as diagnosis
 import danlu.curves.rules as rules
 import danlu.curves.series as curves
 
@@ -22,7 +23,7 @@ def test_python_examples_run():
         exec(compile(block, str(DOC), "exec"), namespace)
 
 
-@pytest.mark.parametrize("module", [curves, analysis, rules])
+@pytest.mark.parametrize("module", [curves, analysis, rules, diagnosis])
 def test_every_threshold_is_documented_with_its_value(module):
     table = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", DOC.read_text(), flags=re.M))
     for name in module.__all__:
@@ -31,3 +32,12 @@ def test_every_threshold_is_documented_with_its_value(module):
             continue
         assert name in table, f"{name} is missing from the threshold table of {DOC.name}"
         assert float(table[name]) == float(value), f"{name}: docs say {table[name].strip()}, code says {value}"
+
+
+def test_every_regime_says_what_it_cannot_see():
+    """Each regime (and the verdicts given when none fires) has its entry under "What the curves cannot tell"."""
+    text = DOC.read_text()
+    section = text[text.index("## What the curves cannot tell"):]
+    section = section[: section.index("\n## ", 3)] if "\n## " in section[3:] else section
+    for regime in [*rules.REGIMES, "too_short", "learning_little"]:
+        assert f"- **`{regime}`**" in section, f"{regime} has no 'cannot tell' entry in {DOC.name}"

@@ -127,3 +127,78 @@ def test_whole_set_metrics_agree_between_the_run_summary_and_the_case_study(tmp_
         for x, y in loader:
             batch_mean.append(trained.recipe.metrics(trained.model(x), y)["r2"] * len(y))
     assert abs(sum(batch_mean) / len(val) - summary_r2) > 1e-3
+
+
+FLIPPED_RECIPE = '''
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import danlu
+
+
+class Blobs(danlu.Recipe):
+    """Three separable blobs; `flip` training labels moved to another class."""
+    epochs: int = 25
+    batch_size: int = 32
+    lr: float = 1e-2
+    flip: int = 0
+
+    def data(self):
+        g = torch.Generator().manual_seed(0)
+        centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+        y = torch.randint(0, 3, (400,), generator=g)
+        x = centres[y] + 0.8 * torch.randn(400, 2, generator=g)
+        y_train = y[:300].clone()
+        y_train[torch.arange(self.flip) * 7] = (y_train[torch.arange(self.flip) * 7] + 1) % 3
+        return TensorDataset(x[:300], y_train), TensorDataset(x[300:], y[300:])
+
+    def model(self):
+        return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+'''
+
+
+@pytest.mark.parametrize("flip", [0, 15])
+def test_training_labels_are_searched_with_out_of_fold_models(tmp_path, store, flip):
+    """C2 on the training split: the models that predict each sample never saw it, so flipped training
+    labels are found (and nothing is, without flips); the fold runs are kept as children of the run."""
+    import danlu
+
+    path = tmp_path / "blobs.py"
+    path.write_text(FLIPPED_RECIPE)
+    result = danlu.fit(danlu.load_recipe(path, overrides={"flip": str(flip)}), store=store, progress=False)
+    report = danlu.cases(result.run_id, split="train", folds=3, store=store)
+    found = next(f for f in report.findings if f.name == "suspicious labels")
+    flipped = {7 * k for k in range(flip)}
+    assert report.meta["split"] == "train" and len(report.meta["fold_runs"]) == 3
+    assert next(f for f in report.findings if f.id == "C3").evidence["samples"] == 300
+    if flip:   # the flipped labels lead the list (a model fitted to 5% noise hedges, so chance explains many)
+        candidates = found.evidence["candidates"]
+        assert set(candidates[:12]) <= flipped and len(set(candidates) & flipped) >= 13
+    else:
+        assert found.status == "info" and found.evidence["candidates"] == []
+    children = [r for r in store.list_runs() if r.id in report.meta["fold_runs"]]
+    assert len(children) == 3 and all(r.parent == result.run_id and "out-of-fold" in r.tags for r in children)
+
+
+def test_training_split_needs_one_run_and_two_folds(store):
+    import danlu
+
+    with pytest.raises(DanluError, match="one run at a time"):
+        danlu.cases(["a", "b"], split="train", store=store)
+    runs = trained_run(store, seed=0)
+    with pytest.raises(DanluError, match="at least 2 folds"):
+        danlu.cases(runs.id, split="train", folds=1, store=store)
+
+
+def test_cases_cli_studies_the_training_split(store, capsys):
+    """`danlu cases RUN --split train --folds 2`: two fold runs, the report on every training sample."""
+    run = trained_run(store, seed=0)
+    assert cases(store, run.id, "--split", "train", "--folds", "2", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["meta"]["split"] == "train" and len(out["meta"]["fold_runs"]) == 2
+    whole = next(f for f in out["findings"] if f["id"] == "C3")
+    assert whole["name"] == "whole training set" and whole["evidence"]["samples"] == 192
+    with pytest.raises(SystemExit) as exc:                 # argparse: exit 2 with the choices
+        cases(store, run.id, "--split", "test")
+    assert exc.value.code == 2

@@ -63,7 +63,7 @@ FAMILIES: tuple[Family, ...] = ("doctor", "audit")
 #: The order checks run in: cheap data checks first, short trainings last.
 STAGES: tuple[Stage, ...] = ("data", "model", "step", "train")
 #: Sections every check's docstring must have (ruff's habit: the docs are the docstrings).
-DOC_SECTIONS = ("Detects", "Why", "How", "Thresholds", "Fix")
+DOC_SECTIONS = ("Detects", "Why", "How", "Thresholds", "Fix", "Cannot see")
 
 
 class SkipCheck(Exception):

@@ -21,7 +21,7 @@ from danlu.errors import DanluError
 from danlu.report import STATUS_ORDER, Finding, Report
 
 __all__ = ["diagnose", "diagnose_run", "curves_from_store", "primary_finding", "headline", "regime_of",
-           "HEALTHY"]
+           "HEALTHY", "READ_POINTS", "LITTLE_OF_BASELINE"]
 
 
 def diagnose(curves: Curves, rules: Sequence[DiagnosisRule] | None = None) -> Report:

@@ -5,18 +5,20 @@
     report = case_study(recipe, [m1, m2, m3], val_dataset) # ... with the C4 ensemble
 
 `predict` gives per-sample outputs, probabilities and losses on a whole dataset (C3);
-`metrics`, `errors`, `slices` and `ensemble` turn them into numbers; `study` builds the
-report; `runs` loads a run's best checkpoint from the store for `danlu cases RUN`.
+`metrics`, `worst`, `label_issues`, `slices` and `ensemble` turn them into numbers;
+`case_study` builds the report; `out_of_fold` gives out-of-sample predictions on the
+training split (K models, each trained without one fold) for its suspicious labels.
 """
 
 from __future__ import annotations
 
 from danlu.evaluation.case_study import build_report, case_study
 from danlu.evaluation.ensemble import ensemble_scores
+from danlu.evaluation.label_issues import LabelIssues, find_label_issues
 from danlu.evaluation.metrics import ClassMetrics, confusion_matrix, per_class_metrics, residual_summary
 from danlu.evaluation.predict import Predictions, predict
 from danlu.evaluation.slices import Slice, dataset_metadata, slices
-from danlu.evaluation.worst import suspicious_labels, worst_cases
+from danlu.evaluation.worst import worst_cases
 
 __all__ = [
     "case_study",
@@ -28,7 +30,8 @@ __all__ = [
     "ClassMetrics",
     "residual_summary",
     "worst_cases",
-    "suspicious_labels",
+    "find_label_issues",
+    "LabelIssues",
     "slices",
     "Slice",
     "dataset_metadata",

@@ -1,9 +1,12 @@
 """`case_study(recipe, model(s), dataset)`: the whole-set evaluation and the error analysis as one Report.
 
 C3 whole-set numbers against the majority (or mean) baseline; C2 per-class metrics,
-confusion matrix, worst cases, suspicious labels and slices; C4 the ensemble of several
-models against each member. Images (confusion matrix, worst-case and suspicious-label
-grids, residual histogram) go under `out_dir`/cases/ when an out_dir is given.
+confusion matrix, worst cases, suspicious labels (confident learning, with the count chance
+alone gives; danlu.evaluation.label_issues) and slices; C4 the ensemble of several models
+against each member. Pictures go under `out_dir`/cases/ when an out_dir is given: the
+confusion matrix, the residual histogram, and the worst and suspicious cases drawn as the
+data kind calls for (images as a grid, sequences as line plots; feature vectors and token
+ids stay in the table).
 
 The functions take a recipe, models and a dataset, never the store, so they can be
 used and tested without one; danlu.rebuild loads trained runs from the store for `danlu.cases`.
@@ -21,13 +24,21 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from danlu.baseline import majority_baseline
-from danlu.checks.audit.inputs import as_array, input_kind, split_item, to_chw
+from danlu.checks.audit.inputs import as_array, feature_axis, input_kind, split_item, to_chw
 from danlu.evaluation.ensemble import ensemble_scores
+from danlu.evaluation.label_issues import find_label_issues
 from danlu.evaluation.metrics import confusion_matrix, per_class_metrics, residual_summary
 from danlu.evaluation.predict import Predictions, predict
 from danlu.evaluation.slices import MIN_SLICE, dataset_metadata, slices
-from danlu.evaluation.worst import CONFIDENT, suspicious_labels, worst_cases
-from danlu.plots import PLOTS_MISSING, plotting_available, save_histogram, save_image_grid, save_matrix
+from danlu.evaluation.worst import worst_cases
+from danlu.plots import (
+    PLOTS_MISSING,
+    plotting_available,
+    save_histogram,
+    save_image_grid,
+    save_matrix,
+    save_series_grid,
+)
 from danlu.recipe import Recipe
 from danlu.report import Finding, Report, Table
 
@@ -35,6 +46,8 @@ __all__ = ["case_study", "build_report", "predict_with_progress"]
 
 _FULL_MATRIX = 12     # print the whole confusion matrix up to this many classes
 _TABLE_CLASSES = 30
+#: Suspicious labels warn when at least this many are very likely wrong (chance explains a tenth of them).
+_SURE_WARN = 3
 
 
 def case_study(
@@ -78,20 +91,26 @@ def build_report(
     top_k: int = 10,
     out_dir: str | Path | None = None,
     title: str | None = None,
+    split: str = "validation",
 ) -> Report:
-    """The case-study report of preds[0] (plus C4 when there are several members)."""
+    """The case-study report of preds[0] (plus C4 when there are several members) on `split`
+    ("validation", or "training" for out-of-fold predictions)."""
     p = preds[0]
     for other, name in zip(preds[1:], names[1:]):
         if len(other) != len(p) or not np.array_equal(other.targets, p.targets):
             raise ValueError(f"{name} was evaluated on other targets than {names[0]}: an ensemble needs the same "
                              "validation set for every member.")
-    report = Report(kind="cases", title=title or f"case study of {names[0]} on {len(p):,} validation samples")
+    report = Report(kind="cases", title=title or f"case study of {names[0]} on {len(p):,} {split} samples")
     out = Path(out_dir) if out_dir is not None else None
     metadata = dataset_metadata(dataset)
     if p.task == "classification":
-        _classification(report, p, dataset, top_k, out)
+        probs = p.probs
+        if len(preds) > 1 and all(o.probs is not None and o.probs.shape == p.probs.shape for o in preds):
+            probs = np.mean([o.probs for o in preds], axis=0)   # out of sample for every member
+        _classification(report, p, dataset, top_k, out, split)
+        _suspicious(report, p, probs, dataset, top_k, out, members=len(preds))
     else:
-        _regression(report, p, dataset, top_k, out)
+        _regression(report, p, dataset, top_k, out, split)
     _slices(report, p, metadata)
     if len(preds) > 1:
         _ensemble(report, preds, names)
@@ -101,7 +120,8 @@ def build_report(
 
 
 # --------------------------------------------------------- classification
-def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int, out: Path | None) -> None:
+def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int, out: Path | None,
+                    split: str) -> None:
     c = p.num_classes
     cm = confusion_matrix(p.targets, p.predicted, c)
     m = per_class_metrics(cm)
@@ -109,9 +129,9 @@ def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int
     majority, base = majority_baseline(train, p.targets)
     beats = m.accuracy > base + 0.01
     report.findings.append(Finding(
-        "C3", "whole validation set", "pass" if beats else "warn",
-        f"accuracy {m.accuracy:.1%} on all {len(p):,} validation samples (majority baseline {base:.1%}: always "
-        f"class {majority}, the most common in {'training' if p.train_targets is not None else 'validation'}); "
+        "C3", f"whole {split} set", "pass" if beats else "warn",
+        f"accuracy {m.accuracy:.1%} on all {len(p):,} {split} samples (majority baseline {base:.1%}: always "
+        f"class {majority}, the most common in {'training' if p.train_targets is not None else split}); "
         f"macro F1 {m.macro_f1:.3f}; mean loss {p.losses.mean():.4g}" + _recipe_metrics(p),
         evidence={"accuracy": m.accuracy, "macro_f1": m.macro_f1, "macro_precision": m.macro_precision,
                   "macro_recall": m.macro_recall, "loss": float(p.losses.mean()), "samples": len(p),
@@ -147,7 +167,7 @@ def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int
     images = []
     if out is not None and plotting_available():
         path, rel = _image(out, "confusion.png")
-        save_matrix(cm, [str(k) for k in range(c)], path, title=f"confusion matrix ({len(p):,} validation samples)")
+        save_matrix(cm, [str(k) for k in range(c)], path, title=f"confusion matrix ({len(p):,} {split} samples)")
         images.append(rel)
     top = ", ".join(f"{i}→{j} ({n})" for n, i, j in pairs[:3])
     report.findings.append(Finding(
@@ -170,58 +190,86 @@ def _classification(report: Report, p: Predictions, dataset: Dataset, top_k: int
                    f"the {len(worst)} highest-loss samples: losses {p.losses[worst].max():.3g} down to "
                    f"{p.losses[worst].min():.3g}" if len(worst) else "no samples")
 
-    idx, margin = suspicious_labels(p)
-    confident = int(np.sum(p.confidence[idx] >= CONFIDENT))
-    shown = idx[:top_k]
-    summary = (f"{len(idx)} sample(s) predicted as another class with confidence >= 0.5 ({confident} at >= "
-               f"{CONFIDENT}); top candidates for relabelling: indices {shown.tolist()}") if len(idx) else \
-        "no sample is confidently predicted as another class"
+
+
+def _suspicious(report: Report, p: Predictions, probs: np.ndarray, dataset: Dataset, top_k: int,
+                out: Path | None, members: int) -> None:
+    """Suspicious labels by confident learning, against what the model's own uncertainty gives by chance."""
+    issues = find_label_issues(probs, p.targets)
+    shown = issues.indices[:top_k]
+    n, sure = len(issues), issues.sure
+    whose = f"the ensemble of {members}'s" if members > 1 else "the model's"
+    if not n:
+        summary = ("no label looks wrong: confident learning finds no sample placed in another class as "
+                   "confidently as that class's own samples")
+    elif sure:
+        level = float(issues.self_confidence[sure - 1])
+        summary = (f"{n} label(s) look doubtful by confident learning, chance explains about "
+                   f"{min(issues.expected_by_chance, n):.0f} of them; the first {sure} (p(label) <= {level:.2g}) are "
+                   f"very likely wrong (chance: {issues.chance[sure - 1]:.1f}); check first: {shown.tolist()}")
+    else:
+        summary = (f"{n} label(s) look doubtful by confident learning, but chance explains about "
+                   f"{min(issues.expected_by_chance, n):.0f} of them ({whose} own uncertainty, calibrated): no clear "
+                   f"sign of wrong labels; lowest p(label) first: {shown.tolist()}")
     _cases_finding(report, "suspicious labels", p, dataset, shown, out, "suspicious.png", summary,
-                   extra={"candidates": idx.tolist()[:1000], "margins": margin.tolist()[:1000],
-                          "confidently_wrong": confident},
-                   margin=dict(zip(idx.tolist(), margin.tolist())))
+                   extra={"candidates": issues.indices.tolist()[:1000],
+                          "self_confidence": issues.self_confidence.tolist()[:1000],
+                          "chance": [round(float(v), 3) for v in issues.chance[:1000]],
+                          "expected_by_chance": issues.expected_by_chance, "very_likely_wrong": sure,
+                          "temperature": issues.temperature, "method": "confident learning (prune by noise rate)",
+                          "probabilities": "ensemble average" if members > 1 else "model"},
+                   column=("p(label)", dict(zip(issues.indices.tolist(), issues.self_confidence.tolist()))),
+                   status="warn" if sure >= _SURE_WARN else "info",
+                   cause=f"{sure} labels are far less likely than the model's uncertainty explains." if sure >= _SURE_WARN
+                   else "", fix="Look at the listed samples and correct their labels (the table and the grid show "
+                   "them); relabel or drop, then retrain." if sure >= _SURE_WARN else "")
 
 
 def _cases_finding(report: Report, name: str, p: Predictions, dataset: Dataset, idx: np.ndarray, out: Path | None,
-                   image: str, summary: str, extra: dict | None = None, margin: dict | None = None) -> None:
+                   image: str, summary: str, extra: dict | None = None,
+                   column: tuple[str, dict] | None = None, status: str = "info", cause: str = "",
+                   fix: str = "") -> None:
     rows = []
     for i in idx.tolist():
         row = [i, _value(p.targets[i]), _value(p.predicted[i])]
         if p.task == "classification":
             row += [float(p.confidence[i])]
-        if margin is not None:
-            row += [float(margin[i])]
+        if column is not None:
+            row += [round(float(column[1][i]), 4)]
         row += [float(p.losses[i]), _describe_input(dataset, i)]
         rows.append(row)
     columns = ["index", "target", "predicted"] + (["confidence"] if p.task == "classification" else []) \
-        + (["margin"] if margin is not None else []) + ["loss", "input"]
+        + ([column[0]] if column is not None else []) + ["loss", "input"]
     images = []
     if len(idx) and out is not None:
-        grid = _input_grid(dataset, idx)
-        if grid is not None and plotting_available():
+        view = _input_view(dataset, idx)
+        if view is not None and plotting_available():
             path, rel = _image(out, image)
             titles = [f"#{i} y={_value(p.targets[i])} p={_value(p.predicted[i])}"
                       + (f" {p.confidence[i]:.2f}" if p.task == "classification" else "") for i in idx.tolist()]
-            save_image_grid(grid, titles, path, title=f"{name} (input as the dataset returns it)",
-                            colors=["#b00020"] * len(titles))
+            kind, arrays = view
+            draw = save_image_grid if kind == "image" else save_series_grid
+            draw(arrays, titles, path, title=f"{name} (input as the dataset returns it)",
+                 colors=["#b00020"] * len(titles))
             images.append(rel)
     evidence = {"indices": idx.tolist(), **(extra or {}), "image": images[:1]}
     if out is not None and not plotting_available():
         evidence["note"] = PLOTS_MISSING
-    report.findings.append(Finding("C2", name, "info", summary + (f"; grid saved to {images[0]}" if images else ""),
-                                   evidence=evidence))
+    report.findings.append(Finding("C2", name, status, summary + (f"; picture saved to {images[0]}" if images else ""),
+                                   evidence=evidence, cause=cause, fix=fix))
     if rows:
         report.tables.append(Table(f"C2 {name}", columns, rows))
     report.images.extend(images)
 
 
 # -------------------------------------------------------------- regression
-def _regression(report: Report, p: Predictions, dataset: Dataset, top_k: int, out: Path | None) -> None:
+def _regression(report: Report, p: Predictions, dataset: Dataset, top_k: int, out: Path | None,
+                split: str) -> None:
     s = residual_summary(p.outputs, p.targets)
     beats = s["rmse"] < 0.99 * s["baseline_rmse"]
     report.findings.append(Finding(
-        "C3", "whole validation set", "pass" if beats else "warn",
-        f"MAE {s['mae']:.4g}, RMSE {s['rmse']:.4g}, R² {s['r2']:.3f} on all {s['n']:,} validation samples "
+        "C3", f"whole {split} set", "pass" if beats else "warn",
+        f"MAE {s['mae']:.4g}, RMSE {s['rmse']:.4g}, R² {s['r2']:.3f} on all {s['n']:,} {split} samples "
         f"(predicting the mean: RMSE {s['baseline_rmse']:.4g})" + _recipe_metrics(p),
         evidence={**s, "recipe_metrics": p.metrics or {}},
         cause="" if beats else "The model does no better than predicting the mean of the targets.",
@@ -323,6 +371,7 @@ def _value(v: Any) -> Any:
 
 
 def _describe_input(dataset: Dataset, i: int) -> str:
+    """One short cell for the table, by data kind: image size, sequence shape and first values, ids."""
     try:
         x = split_item(dataset[i])[0]
     except Exception as exc:
@@ -337,24 +386,36 @@ def _describe_input(dataset: Dataset, i: int) -> str:
     if kind == "image":
         return f"image {'x'.join(map(str, a.shape))}"
     flat = a.reshape(-1)
-    head = ", ".join(f"{v:.3g}" if a.dtype.kind == "f" else str(v) for v in flat[:8])
-    return f"[{head}{', ...' if flat.size > 8 else ''}]"
+    head = ", ".join(f"{v:.3g}" if a.dtype.kind == "f" else str(v) for v in flat[:6])
+    values = f"[{head}{', ...' if flat.size > 6 else ''}]"
+    if kind == "sequence":
+        return f"sequence {'x'.join(map(str, a.shape))} {values}"
+    if kind == "tokens":
+        return f"{a.shape[0]} tokens {values}"
+    return values
 
 
-def _input_grid(dataset: Dataset, idx: np.ndarray) -> np.ndarray | None:
-    """Inputs of these samples as (B, C, H, W) when they are same-size images, else None."""
+def _input_view(dataset: Dataset, idx: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The samples' inputs as a picture calls for them: ("image", (B, C, H, W)) for same-size images,
+    ("sequence", (B, F, T)) for same-shape sequences; None for feature vectors, tokens and the rest."""
     arrays = []
     for i in idx.tolist():
         try:
             a = as_array(split_item(dataset[i])[0])
         except Exception:
             return None
-        if a is None or input_kind(a.shape, a.dtype) != "image":
+        if a is None:
             return None
         arrays.append(a)
-    if len({a.shape for a in arrays}) != 1:
+    if len({(a.shape, a.dtype.kind) for a in arrays}) != 1:
         return None
-    return to_chw(np.stack(arrays))
+    kind = input_kind(arrays[0].shape, arrays[0].dtype)
+    batch = np.stack(arrays)
+    if kind == "image":
+        return "image", to_chw(batch)
+    if kind == "sequence":
+        return "sequence", batch if feature_axis(arrays[0].shape) == 0 else np.swapaxes(batch, 1, 2)
+    return None
 
 
 def _recipe_metrics(p: Predictions) -> str:

@@ -379,3 +379,27 @@ def test_faint_noise_on_near_constant_features_does_not_hide_a_copy():
     f = by_name(run(recipe(TensorDataset(x[:250], y[:250]), TensorDataset(x[250:], y[250:]),
                            model=lambda: linear(10, 2)), only=["D5"]), "near duplicates")
     assert [tuple(p[:2]) for p in f.evidence["pair_list"]["val->train"]] == [(3, 49)]
+
+
+@pytest.mark.parametrize("layout", ["steps_features", "channels_steps"])
+def test_sequences_are_audited_as_sequences_not_images(layout):
+    """(T, F) items for a recurrent net and (C, T) items for a Conv1d are sequences: D4 judges the scale
+    per feature along the shorter axis and its line broadcasts on that axis, D5 compares them as
+    vectors. Planted: the validation split on another scale (x10); clean: both splits standardised."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(300, 40, 3, generator=g)                     # 300 items, 40 steps, 3 features
+    if layout == "channels_steps":
+        x = x.transpose(1, 2).contiguous()                       # (3, 40)
+    y = torch.randint(0, 2, (300,), generator=g)
+    clean = run(recipe(TensorDataset(x[:200], y[:200]), TensorDataset(x[200:], y[200:]),
+                       model=lambda: linear(120, 2)), only=["D2", "D4", "D5"])
+    d4 = by_name(clean, "normalisation")
+    assert d4.status == "pass" and len(d4.evidence["mean"]) == 3
+    view = ".view(-1, 1)" if layout == "channels_steps" else ""
+    assert d4.evidence["snippet"].endswith(f"){view}") and "Normalize" not in d4.evidence["snippet"]
+    assert "sequence" in by_name(clean, "input sizes").summary
+    assert by_name(clean, "near duplicates").status == "pass"
+    shifted = run(recipe(TensorDataset(x[:200], y[:200]), TensorDataset(10 * x[200:], y[200:]),
+                         model=lambda: linear(120, 2)), only=["D4"])
+    assert by_name(shifted, "normalisation").status == "warn"
+    assert "validation is on another scale" in by_name(shifted, "normalisation").summary

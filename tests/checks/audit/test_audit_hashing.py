@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from audit_planted import ItemDataset
 from torch.utils.data import Subset, TensorDataset
@@ -97,3 +98,25 @@ def test_text_inputs_are_hashed_and_measured_in_words():
     assert lengths.evidence["train"]["min"] == 3 and lengths.evidence["train"]["max"] == 9
     near = next(f for f in rep.findings if f.name == "near duplicates")
     assert near.status == "skip" and "text" in near.summary
+
+
+@pytest.mark.parametrize("shape,dtype,kind", [
+    ((8, 8), np.float32, "image"),            # digits
+    ((28, 28), np.uint8, "image"),
+    ((3, 32, 32), np.float32, "image"),
+    ((32, 32, 3), np.uint8, "image"),          # HWC
+    ((16, 64, 64), np.float32, "image"),       # many channels, image-like sides
+    ((128, 44), np.float32, "image"),          # a spectrogram, drawn as an image
+    ((20, 1), np.float32, "sequence"),         # a univariate series for a GRU
+    ((100, 8), np.float32, "sequence"),        # steps x features
+    ((12, 1000), np.float32, "sequence"),      # channels x steps (ECG, Conv1d)
+    ((50, 300), np.float32, "sequence"),       # word vectors
+    ((20,), np.int64, "tokens"),
+    ((20,), np.float32, "features"),
+    ((), np.float32, "features"),
+    ((2, 3, 8, 8), np.float32, "other"),
+])
+def test_input_kind_tells_sequences_from_images(shape, dtype, kind):
+    from danlu.checks.audit.inputs import input_kind
+
+    assert input_kind(shape, np.dtype(dtype)) == kind

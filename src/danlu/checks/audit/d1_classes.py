@@ -50,6 +50,9 @@ class ClassBalance(Check):
     (0.15) warns when validation has at least 10 samples per class.
     Fix: Class weights in the loss or a WeightedRandomSampler (D7), both given ready to
     paste; a stratified split for missing classes or shifted proportions.
+    Cannot see: labels that are in range but wrong (C2's suspicious labels); imbalance
+    inside a class (subgroups: C2's slices); targets that are not integer scalars
+    (multi-label, dicts) get no class statistics.
     """
 
     id = "D1"

@@ -85,6 +85,9 @@ class Sizes(Check):
     Thresholds: Padding to more than PAD_WASTE (2x) the 99% length warns; images with a
     channel count different from the majority warn. Everything else is information.
     Fix: Use the suggested max length / resize / anchors.
+    Cannot see: sizes of feature vectors and sequences beyond their shapes; boxes in
+    other formats than x1, y1, x2, y2 under a "boxes" key; whether the suggested length
+    or size suits the model.
     """
 
     id = "D2"

@@ -53,6 +53,7 @@ class SampleGrid(Check):
     drawn.
     Fix: None to apply: look at the grid or table; if what the model receives is not
     what you expect, fix the transforms or the collate_fn.
+    Cannot see: anything beyond the first batch, and it judges nothing: the eyes do.
     """
 
     id = "D3"

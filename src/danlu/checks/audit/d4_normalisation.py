@@ -18,6 +18,8 @@ _PASTE_WIDTH = 140
 #: always one value (a border pixel, a rare flag): standardising it would blow its rare values up, so
 #: its scale is not judged.
 _SPARSE_SHARE = 0.05
+#: How the statistics broadcast against one item, per layout of the moments.
+_VIEW = {"channel": ".view(-1, 1, 1)", "sequence_channel": ".view(-1, 1)", "feature": ""}
 
 
 def _sparse(m: Moments) -> np.ndarray:
@@ -29,12 +31,14 @@ def _sparse(m: Moments) -> np.ndarray:
 
 
 def normalize_snippet(m: Moments) -> str:
-    """The line to paste: transforms.Normalize for images, (x - mean) / std for feature vectors."""
+    """The line to paste: transforms.Normalize for images, (x - mean) / std for feature vectors and
+    (steps, features) sequences, per row for (channels, steps) sequences."""
     mean = "[" + ", ".join(_num(v) for v in m.mean) + "]"
     std = "[" + ", ".join(f"{v:.4g}" if v >= _CONSTANT else "1" for v in m.std) + "]"  # constant: 1
     if m.layout == "channel":
         return f"transforms.Normalize(mean={mean}, std={std})"
-    return f"x = (x - torch.tensor({mean})) / torch.tensor({std})"
+    view = _VIEW[m.layout]
+    return f"x = (x - torch.tensor({mean}){view}) / torch.tensor({std}){view}"
 
 
 @register
@@ -49,7 +53,8 @@ class Normalisation(Check):
     (S4) and force the learning rate down; a validation split on another scale makes
     every validation number wrong. Standardising with the training statistics is the
     cheapest fix in deep learning.
-    How: running per-channel (dim 1 of [C, H, W] items) or per-feature sums over the
+    How: running sums per channel (dim 1 of [C, H, W] items), per feature, or for
+    sequences per feature along the shorter axis ((T, F) or (C, T) items), over the
     finite training and validation items the scan read: every item for `danlu audit`,
     a seeded sample of 2,048 per split for `danlu check`. Token and category ids
     (integer sequences) have no scale and are skipped.
@@ -65,6 +70,10 @@ class Normalisation(Check):
     `transforms.Normalize(...)` / `(x - mean) / std` (divide 0-255 pixels by 255 first);
     when there are too many values for one line, they are saved with the report as
     normalisation.pt with the line that loads them.
+    Cannot see: scale problems inside the model (S8's activations); per-position scale
+    (a bright border is averaged into its channel); token and category ids (skipped);
+    the main input only, when items hold several tensors; shifts in the shape of a
+    distribution that keep its mean and std.
     """
 
     id = "D4"
@@ -90,7 +99,7 @@ class Normalisation(Check):
         constant = std < _CONSTANT
         sparse = _sparse(m) & ~constant      # mostly one value with rare excursions (border pixels, flags)
         varying = ~constant & ~sparse        # the features whose scale the network sees
-        unit = "channel" if m.layout == "channel" else "feature"
+        unit = _unit(m)
         problems: list[str] = []
         far = np.flatnonzero((np.abs(mean) > self.mean_far) | (std > self.std_far)
                              | (varying & (std < self.std_tiny)))
@@ -166,7 +175,7 @@ class Normalisation(Check):
                     "layout": m.layout}, path)
         out.files.append(rel)
         evidence["file"] = rel
-        shape = ".view(-1, 1, 1)" if m.layout == "channel" else ""
+        shape = _VIEW[m.layout]
         return (f"the {len(m.mean)} means and stds are saved as {rel} in the run's folder; "
                 f"s = torch.load(PATH); x = (x - s['mean']{shape}) / s['std']{shape}")
 
@@ -179,13 +188,17 @@ class Normalisation(Check):
         delta = np.abs(v.mean - m.mean) / sd
         ratio = np.maximum(v.std, _CONSTANT) / sd
         shifted = ok & ((delta > self.shift) | (ratio > 2) | (ratio < 0.5))
-        need = 1 if m.layout == "channel" else max(1, int(0.1 * ok.sum()))
+        need = 1 if _unit(m) == "channel" else max(1, int(0.1 * ok.sum()))
         if shifted.sum() < need:
             return ""
         k = int(np.flatnonzero(shifted)[np.argmax(delta[shifted])])
         return (f"validation is on another scale than training in {int(shifted.sum())} of {len(sd)} "
-                f"{'channels' if m.layout == 'channel' else 'features'} (e.g. #{k}: val mean {v.mean[k]:.4g} / "
+                f"{_unit(m)}s (e.g. #{k}: val mean {v.mean[k]:.4g} / "
                 f"std {v.std[k]:.4g} vs train {m.mean[k]:.4g} / {m.std[k]:.4g})")
+
+
+def _unit(m: Moments) -> str:
+    return "feature" if m.layout == "feature" else "channel"
 
 
 def _standardised(mean: np.ndarray, std: np.ndarray) -> bool:

@@ -78,6 +78,10 @@ class Duplicates(Check):
     Thresholds: Any leakage fails (a CI gate). Exact or near duplicates warn.
     Fix: Deduplicate before splitting, and split by group (source, patient, writer) so
     copies land on one side; drop or fix the listed validation samples.
+    Cannot see: copies under larger changes than small noise or a few elements (crops,
+    rotations, rescaling, strong re-encoding); near duplicates of token ids and text
+    (exact copies only); pairs beyond each sample's 8 nearest candidates; with
+    `--limit`, items outside the scanned part.
     """
 
     id = "D5"

@@ -62,6 +62,8 @@ class Validity(Check):
     Thresholds: Any invalid sample fails (a CI gate).
     Fix: Repair or drop the listed indices; for labels, map them into 0..C-1 or enlarge
     the model's output layer.
+    Cannot see: values that are finite and in range but wrong (a mislabelled sample, a
+    corrupt but decodable image); items outside the scanned part with `--limit`.
     """
 
     id = "D6"

@@ -74,6 +74,9 @@ class AugmentationAndShuffling(Check):
     Fix: build the validation dataset with the deterministic transform only (resize,
     normalise, no random crop/flip); pass shuffle=True (or a random sampler) to the
     training DataLoader, as Recipe.loaders does by default.
+    Cannot see: augmentation that is random only for some items (it reads D7.val_items
+    items twice); a deterministic but wrong validation transform; a sampler that
+    shuffles only within class-sorted blocks.
     """
 
     id = "D7"

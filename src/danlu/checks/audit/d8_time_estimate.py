@@ -72,6 +72,9 @@ class Timing(Check):
     Thresholds: Loading slower than compute, in an epoch of more than a second, warns
     (use workers).
     Fix: num_workers > 0, caching decoded data, or lighter transforms.
+    Cannot see: epochs that slow down as they go (growing caches, thermal throttling),
+    early stopping that ends training sooner, and time on other hardware; it times a few
+    batches on the machine it runs on.
     """
 
     id = "D8"

@@ -1,4 +1,4 @@
-"""What a dataset item is made of: arrays, their kind (image, tokens, features), and content hashes.
+"""What a dataset item is made of: arrays, their kind (image, sequence, tokens, features), and content hashes.
 
 The audit looks at items exactly as a recipe's datasets return them. This module turns
 those values (torch tensors, numpy arrays, Python numbers, PIL images, strings, dicts)
@@ -26,6 +26,7 @@ __all__ = [
     "dtype_name",
     "split_item",
     "input_kind",
+    "feature_axis",
     "to_chw",
     "hash_rows",
     "hash_value",
@@ -101,16 +102,43 @@ def split_item(item: Any) -> tuple[Any, Any, Any]:
     return item, None, None
 
 
+#: An image's sides are at least this long, and the longer at most IMAGE_ASPECT times the shorter.
+IMAGE_MIN_SIDE = 8
+IMAGE_ASPECT = 4
+_CHANNELS = (1, 3, 4)
+
+
+def _image_sides(h: int, w: int) -> bool:
+    return min(h, w) >= IMAGE_MIN_SIDE and max(h, w) <= IMAGE_ASPECT * min(h, w)
+
+
 def input_kind(shape: tuple[int, ...], dtype: np.dtype) -> str:
-    """'tokens' (1-D integers), 'features' (1-D or scalar numbers), 'image' (2-D or 3-D), 'other'."""
+    """The kind of one item's input, from its shape and dtype.
+
+    'tokens': 1-D integers; 'features': 1-D or scalar numbers; 'image': 2-D (H, W) or 3-D
+    (C, H, W) / (H, W, C) whose sides are image-like (each at least 8, neither more than 4x
+    the other); 'sequence': other 2-D arrays, steps x features such as (20, 1) or (100, 8)
+    for a recurrent net or (12, 1000) for a Conv1d; 'other': anything else.
+    """
     nd = len(shape)
     if nd == 1 and dtype.kind in "iu":
         return "tokens"
     if nd <= 1:
         return "features"
-    if nd in (2, 3):
-        return "image"
+    if nd == 2:
+        return "image" if _image_sides(*shape) else "sequence"
+    if nd == 3:
+        if (shape[0] in _CHANNELS or shape[0] < min(shape[1:])) and _image_sides(shape[1], shape[2]):
+            return "image"
+        if shape[2] in _CHANNELS and _image_sides(shape[0], shape[1]):
+            return "image"
     return "other"
+
+
+def feature_axis(shape: tuple[int, ...]) -> int:
+    """For a 'sequence' item (2-D), the axis that holds features or channels: the shorter one
+    ((T, F) for a recurrent net, (C, T) for a Conv1d); the last one when both are equal."""
+    return 0 if shape[0] < shape[1] else 1
 
 
 def to_chw(batch: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from danlu.checks.audit.inputs import (
     as_array,
     dtype_name,
+    feature_axis,
     hash_rows,
     hash_value,
     input_kind,
@@ -65,7 +66,7 @@ class Problem:
 class Moments:
     """Running per-channel (images) or per-feature (vectors) count, sum and sum of squares."""
 
-    layout: str                       # "channel" or "feature"
+    layout: str                       # "channel" (images), "sequence_channel" ((C, T) items) or "feature"
     count: np.ndarray                 # values seen per channel/feature
     s1: np.ndarray
     s2: np.ndarray
@@ -406,6 +407,12 @@ def _process_batch(
         vec = xs.reshape(b, -1)
         _moments(scan, "feature", vec.shape[1]).add(vec[good][:, :, None])
         emb.add(pos, good, vec, "features")
+    elif kind == "sequence":  # steps x features (a recurrent net) or channels x steps (a Conv1d)
+        axis = feature_axis(shape)
+        per_feature = xs if axis == 0 else np.swapaxes(xs, 1, 2)         # (B, F, T)
+        layout = "sequence_channel" if axis == 0 else "feature"
+        _moments(scan, layout, per_feature.shape[1]).add(per_feature[good])
+        emb.add(pos, good, xs.reshape(b, -1), "features")
 
 
 def _moments(scan: SplitScan, layout: str, width: int) -> Moments:

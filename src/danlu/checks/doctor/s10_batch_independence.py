@@ -33,6 +33,10 @@ class BatchIndependence(Check):
     times the largest gradient on sample i's own input. Budget: S10.samples (8).
     Fix: use permute/transpose (not view/reshape) to reorder dimensions, and reduce over
     the intended dimension (dim=1, not 0); keep batch statistics inside nn.BatchNorm.
+    Cannot see: mixing that appears only at other batch sizes; coupling through non-
+    differentiable paths for float inputs (argsort or indexing by batch statistics:
+    their gradient is zero); batch-norm's own coupling, which is legitimate and
+    excluded.
     """
 
     id = "S10"

@@ -63,6 +63,9 @@ class Determinism(Check):
     danlu) or from generators seeded from the recipe's seed; pass a seeded
     torch.Generator to DataLoaders; call torch.use_deterministic_algorithms(True) for
     GPU kernels.
+    Cannot see: non-determinism that appears after S11.steps steps (at an epoch
+    boundary, in a worker that starts later), only on GPU kernels when run on CPU, or
+    across machines and library versions.
     """
 
     id = "S11"

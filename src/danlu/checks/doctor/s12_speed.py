@@ -74,6 +74,9 @@ class Speed(Check):
     Fix: set num_workers (the suggested number) and pin_memory on GPU; cache decoded
     data; move per-item work into a vectorised transform on the batch; shrink the model
     or batch when compute is slow.
+    Cannot see: speed on other hardware or under other load (it times the machine it
+    runs on, for at most S12.max_batches batches); a file cache that is warm now and
+    cold in a real run.
     """
 
     id = "S12"

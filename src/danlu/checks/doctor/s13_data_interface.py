@@ -149,6 +149,9 @@ class DataInterface(Check):
     Fix: return (input, target) pairs with one dtype and shape; drop or repair the
     non-finite samples the check lists; map labels to 0..C-1 or give the model C outputs;
     make the regression output's shape equal the target's.
+    Cannot see: items it does not read (it samples S13.sample_items items and scans up
+    to S13.scan_items within S13.scan_seconds); labels that are in range but wrong (C2's
+    suspicious labels); a validation loader that collates differently from training.
     """
 
     id = "S13"

@@ -36,6 +36,9 @@ class ModelSize(Check):
     once the small model works.
     Fix: start with fewer channels, fewer layers or a smaller hidden size; grow the model
     only after S2/S3 (overfitting tiny data) pass and the validation curve asks for it.
+    Cannot see: whether the architecture suits the task or is too small for it (S2/S3
+    and the curves say that); compute cost, which is not the parameter count (S12 times
+    it); parameters of lazy modules (nn.LazyLinear) before their first forward.
     """
 
     id = "S1"

@@ -304,6 +304,11 @@ class OverfitBatch(_Overfit):
     S2.samples (32), S2.max_steps (400) per attempt, S2.escalate (10).
     Fix: fix the other failing checks first; then try the learning rate x10 and /10,
     remove regularisation from the loss, and give the model enough capacity.
+    Cannot see: whether the model generalises (fitting one batch says nothing about
+    validation); bugs that bite only on other batches, after many steps (the curve
+    reader, the watcher) or with augmentation (the batch is read once); regularisation
+    written into the loss or forward by hand stays on, and may keep a correct model from
+    fitting.
     """
 
     id = "S2"
@@ -327,6 +332,8 @@ class OverfitTen(_Overfit):
     S3.samples (10), S3.max_steps (400) and S3.escalate (10).
     Fix: if S2 passes and S3 fails, the model struggles to tell inputs apart: check the
     input reaches the output (S5), pooling that discards everything, or a tiny bottleneck.
+    Cannot see: as S2: generalisation, later steps, other samples; and ten samples that
+    share one target can be fitted without looking at the input (S5 tests that).
     """
 
     id = "S3"

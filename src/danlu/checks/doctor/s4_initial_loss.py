@@ -42,6 +42,10 @@ class InitialLoss(Check):
     Fix: normalise inputs (D4); initialise the last layer small (zero or std 0.01) so
     the start is near uniform; for regression standardise the targets or initialise the
     last bias to their mean; average the loss over the batch (reduction="mean").
+    Cannot see: a softmax before cross-entropy (S7 does); a bad start that still lands
+    near the expected value; for losses it cannot evaluate at a uniform prediction
+    (extra inputs, several heads summed) the expectation is only as good as that
+    evaluation.
     """
 
     id = "S4"

@@ -75,6 +75,10 @@ class InputDependence(Check):
     Fix: make forward use its input; check that inputs and labels are read with the same
     index (shuffle them together, join on an id); if the data are just hard, raise
     S5.max_steps.
+    Cannot see: labels that are only partly shuffled or partly wrong (still learnable:
+    C2's suspicious labels look for them); a label leaked into the input (the model then
+    depends on it, and passes; D5 looks for leaks between splits); tasks where the label
+    prior is nearly optimal, which warn "not clearly" rather than pass.
     """
 
     id = "S5"

@@ -108,6 +108,10 @@ class TrainEvalMode(Check):
     Fix: do not call .eval() inside forward or override train() for trainable parts; use
     nn.Dropout modules or F.dropout(x, p, training=self.training); freeze batch-norm only
     together with its parameters.
+    Cannot see: mode bugs in code paths this batch does not take; layers with their own
+    training flag instead of nn.Module.training; randomness in the data pipeline
+    (augmentation is D7's); batch-norm written with F.batch_norm(training=True) is
+    deterministic for one batch (S10 sees the batch coupling).
     """
 
     id = "S6"

@@ -42,6 +42,10 @@ class OutputsFitLoss(Check):
     Fix: return raw logits from the model and let the loss apply (log-)softmax/sigmoid;
     make the output shape equal the target's (output.squeeze(-1) or target.unsqueeze(-1));
     average the loss over the batch (reduction="mean").
+    Cannot see: a hand-written loss that is numerically well formed but means the wrong
+    thing (wrong class weights, the wrong target encoding that still runs); a custom
+    loss that reads classes from another dimension than it should; the amount of label
+    smoothing.
     """
 
     id = "S7"

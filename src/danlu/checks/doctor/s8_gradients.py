@@ -111,6 +111,9 @@ class Gradients(Check):
     forward path; build the optimizer from model.parameters(); for vanishing gradients use
     ReLU-family activations, normalisation and residual connections; for exploding ones
     normalise inputs, lower the init scale or clip gradients.
+    Cannot see: gradients that are healthy at the start and degrade later (the curve
+    reader and the watcher see those); parameters used only on paths this batch does not
+    take; modules kept in containers other than list, tuple or dict attributes.
     """
 
     id = "S8"

@@ -92,6 +92,8 @@ class NonFinite(Check):
     Fix: clamp or add an epsilon where the check points (log, division, sqrt, norm);
     prefer fused stable ops (cross_entropy, log_softmax, BCE-with-logits); lower the
     learning rate when values diverge after several steps.
+    Cannot see: NaN/Inf that appear only after S9.steps steps, on other batches, only in
+    validation, or only on a GPU in reduced precision when the check runs elsewhere.
     """
 
     id = "S9"
