@@ -9,16 +9,26 @@ TORCH  ?= torch==2.13.0
 
 .PHONY: demo test test-fast lint install bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The demo needs danlu and a few small packages; the tests add their tools (pytest, playwright,
+# ray, psycopg2, ruff, mypy), which are much larger. Each step says what it installs.
+$(VENV)/.demo: pyproject.toml
+	@echo "== danlu set-up 1/3: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[dev,examples,study,ui,plots]'
+	@echo "== danlu set-up 2/3: PyTorch ($(TORCH), CPU build when it is on disk)"
+	$(PIP) install --progress-bar on $(TORCH)
+	@echo "== danlu set-up 3/3: danlu with the demo's packages (scikit-learn, optuna, matplotlib, starlette)"
+	$(PIP) install --progress-bar on -e '.[examples,study,ui,plots]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.demo
+	@echo "== danlu set-up: the test and development tools (pytest, playwright, ray, psycopg2, ruff, mypy)"
+	$(PIP) install --progress-bar on -e '.[dev,examples,study,ui,plots]'
 	touch $@
 
 install: $(VENV)/.installed
 
-demo: install
+demo: $(VENV)/.demo
 	$(VENV)/bin/danlu demo
 
 test: install

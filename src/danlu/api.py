@@ -325,7 +325,7 @@ def reproduce(run: str, *, store: StoreLike = None, tolerance: float = 0.0, devi
     from danlu.engine import fit
     from danlu.rebuild import recipe_from_run
 
-    the_store = as_store(store)
+    the_store = as_store(store, create=False)
     record = the_store.get_run(run)
     recipe = recipe_from_run(the_store, record, from_snapshot=True)
     result = fit(recipe, store=the_store, note=f"reproduction of {record.name}", tags=["reproduce"],

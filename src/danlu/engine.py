@@ -12,6 +12,7 @@ Events (danlu.events), dispatched only by `_Callbacks.emit`, in this order (lock
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -242,14 +243,21 @@ def fit(
     data_fraction: float = 1.0,
     capture: bool = True,
     parent: str | None = None,
+    init_from: str | Path | None = None,
 ) -> FitResult:
     """Train a recipe with full tracking; return the run's id, status and summary.
 
     `resume` names a stopped or crashed run (id, prefix, name or "last") to continue from
     its last checkpoint; on CPU the resumed curve equals the uninterrupted one exactly.
+    `init_from` is a checkpoint whose model weights a new run starts from (optimizer and
+    schedule start fresh), e.g. to train a finished run longer.
     """
     from danlu.store import open_store
 
+    if max_steps is not None and max_steps < 1:
+        from danlu.errors import DanluError
+
+        raise DanluError(f"max_steps is {max_steps}: a run needs at least 1 step (or no limit).")
     events = _Callbacks(list(callbacks) + ([_progress_display()] if progress else []))  # bad hooks: before any run
     store = store if isinstance(store, Store) else open_store(store)
     device = resolve_device(device)
@@ -274,36 +282,46 @@ def fit(
                        config=recipe.hparams(), recipe=spec, parent=parent)
 
     # --- data, model, optimizer, schedule (seeded: same seed, same everything) ------------
-    prep = prepare(recipe, device, max_steps=max_steps, data_fraction=data_fraction)
-    train, val, model, step = prep.train, prep.val, prep.model, prep.step
-    train_loader, val_loader = prep.train_loader, prep.val_loader
-    optimizer, scheduler = step.optimizer, step.scheduler
-    steps_per_epoch, total_steps = prep.steps_per_epoch, prep.total_steps
-    collate = getattr(val_loader, "collate_fn", None) or torch.utils.data.default_collate
+    with _failed_before_training(run):  # a broken data(), model(), loader or optimizer: a failed run, said where
+        prep = prepare(recipe, device, max_steps=max_steps, data_fraction=data_fraction)
+        train, val, model, step = prep.train, prep.val, prep.model, prep.step
+        if init_from is not None and checkpoint is None:
+            weights = torch.load(init_from, map_location=device, weights_only=False)
+            try:
+                model.load_state_dict(weights["model"] if isinstance(weights, dict) and "model" in weights else weights)
+            except RuntimeError as exc:
+                from danlu.errors import DanluError
 
-    if capture and checkpoint is None:
-        _capture(run, recipe, train, val)
+                raise DanluError(f"The weights in {init_from} do not fit the model this recipe builds "
+                                 f"({str(exc).splitlines()[0]}); start from a run of the same architecture.") from exc
+        train_loader, val_loader = prep.train_loader, prep.val_loader
+        optimizer, scheduler = step.optimizer, step.scheduler
+        steps_per_epoch, total_steps = prep.steps_per_epoch, prep.total_steps
+        collate = getattr(val_loader, "collate_fn", None) or torch.utils.data.default_collate
 
-    state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler,
-                     device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                     baseline_loss=_baseline_loss(train, recipe.task))
-    start_epoch, skip_batches = 0, 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        state.step, state.epoch = checkpoint["step"], checkpoint["epoch"]
-        for key, value in checkpoint["early_stop"].items():
-            setattr(state, key, value)
-        start_epoch, skip_batches = checkpoint["epoch"], checkpoint["batch_in_epoch"]
+        if capture and checkpoint is None:
+            _capture(run, recipe, train, val)
 
-    ckpt_dir = run.dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    probe_every = max(1, recipe.probe_every)
-    start_time = time.time()
-    status = "finished"
-    model.train()
-    events.emit("on_fit_start", state)
+        state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler,
+                         device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                         baseline_loss=_baseline_loss(train, recipe.task))
+        start_epoch, skip_batches = 0, 0
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            state.step, state.epoch = checkpoint["step"], checkpoint["epoch"]
+            for key, value in checkpoint["early_stop"].items():
+                setattr(state, key, value)
+            start_epoch, skip_batches = checkpoint["epoch"], checkpoint["batch_in_epoch"]
+
+        ckpt_dir = run.dir / "checkpoints"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        probe_every = max(1, recipe.probe_every)
+        start_time = time.time()
+        status = "finished"
+        model.train()
+        events.emit("on_fit_start", state)
     restore_sigint = _graceful_interrupt(state)
     try:
         for epoch in range(start_epoch, recipe.epochs):
@@ -353,6 +371,10 @@ def fit(
             if state.stop_reason:
                 break
         status = state.stop_status if state.stop_reason else "finished"
+        if status == "finished" and state.loss is not None and not math.isfinite(state.loss):
+            status = "failed"  # a run that ends on a NaN/Inf loss learned nothing usable
+            state.stop(f"the training loss is {state.loss} at the end (first non-finite step in the curve; "
+                       "`danlu check` S9 finds where it comes from)", status="failed")
     except KeyboardInterrupt:
         status = "stopped"
         state.stop("interrupted (Ctrl-C)")
@@ -370,6 +392,21 @@ def fit(
         finally:
             run.finish(status, summary)
     return FitResult(run.id, run.name, status, run.record.summary, state.step, state.stop_reason)
+
+
+@contextlib.contextmanager
+def _failed_before_training(run: Run):
+    """Anything that stops a fit between opening its run and its first step ends the run as failed
+    (or stopped, for Ctrl-C) with the error and the user's line, never as a forever "running" one."""
+    try:
+        yield
+    except BaseException as exc:
+        from danlu.errors import error_text
+
+        text = error_text(exc, frame=True)
+        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed",
+                   {"error": text, "stop_reason": f"failed before training: {text}"})
+        raise
 
 
 def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run: Run) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "HyperparameterError",
     "StoreError",
     "RunNotFound",
+    "StoreMissing",
     "MissingExtra",
     "require",
     "error_text",
@@ -42,6 +43,10 @@ class HyperparameterError(RecipeError):
 
 class StoreError(DanluError):
     """The run store cannot be opened, read or written."""
+
+
+class StoreMissing(StoreError):
+    """There is no store at the path given (and the command only reads, so it does not create one)."""
 
 
 class RunNotFound(StoreError):

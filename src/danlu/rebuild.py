@@ -18,7 +18,7 @@ from danlu.errors import DanluError, RecipeError
 from danlu.recipe import Recipe, check_model, load_recipe_class
 from danlu.store.base import RunRecord, Store
 
-__all__ = ["recipe_from_run", "TrainedRun", "load_trained"]
+__all__ = ["recipe_from_run", "TrainedRun", "load_trained", "checkpoint_of"]
 
 
 def recipe_from_run(
@@ -63,6 +63,24 @@ def recipe_from_run(
     return cls.from_strings({**{k: str(v) for k, v in config.items()}, **dict(overrides)})
 
 
+def checkpoint_of(store: Store, record: RunRecord) -> Path:
+    """The weights to start a new run from: the run's best checkpoint, else its last one."""
+    folder = store.run_dir(record.id, create=False) / "checkpoints"
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).exists():
+            return folder / name
+    raise DanluError(f"Run {record.name} ({record.id}) has no checkpoint to start from (it stopped before its "
+                     "first epoch ended).")
+
+
+def _last_trained(store: Store) -> RunRecord:
+    for record in store.list_runs(kind="train"):
+        if (store.run_dir(record.id, create=False) / "checkpoints" / "best.pt").exists():
+            return record
+    raise DanluError("No training run with a checkpoint yet: train one (`danlu train RECIPE`) and let it finish "
+                     "an epoch, or name a run.")
+
+
 @dataclass
 class TrainedRun:
     """A trained run: its record, its recipe, and its model with the best checkpoint's weights."""
@@ -74,8 +92,10 @@ class TrainedRun:
 
 
 def load_trained(store: Store, ref: str, device: str | torch.device = "cpu") -> TrainedRun:
-    """The run `ref` (id, prefix, name or 'last') with its recipe and best checkpoint loaded."""
-    record = store.get_run(ref)
+    """The run `ref` (id, prefix, name, or 'last': the newest training run that has a best checkpoint,
+    so a run that failed before training does not hide the last trained one) with its recipe and
+    best checkpoint loaded."""
+    record = _last_trained(store) if ref == "last" else store.get_run(ref)
     recipe = recipe_from_run(store, record)
     path = store.run_dir(record.id, create=False) / "checkpoints" / "best.pt"
     if not path.exists():

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from danlu.errors import HyperparameterError, RecipeError, user_frame
 
 __all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "infer_task", "recipe_spec",
-           "recipe_source", "check_data", "check_model"]
+           "recipe_source", "check_data", "check_model", "check_values"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -72,6 +72,7 @@ class Recipe:
         for name in fields:
             if name not in overrides:
                 setattr(self, name, getattr(type(self), name))
+        check_values(self)
 
     # ------------------------------------------------------------------ fields
     @classmethod
@@ -436,13 +437,48 @@ def recipe_spec(recipe: Recipe | type[Recipe]) -> str:
     return f"{source}:{cls.__name__}" if source else cls.__name__
 
 
+#: The inherited hyperparameters' valid ranges: (test, what the value must be).
+_RANGES: dict[str, tuple[Any, str]] = {
+    "lr": (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0, e.g. lr=3e-4"),
+    "batch_size": (lambda v: v >= 1, "at least 1, e.g. batch_size=64"),
+    "epochs": (lambda v: v >= 1, "at least 1, e.g. epochs=10"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0, e.g. weight_decay=0.01"),
+    "warmup_steps": (lambda v: v >= 0, "at least 0 (0 = no warmup)"),
+    "min_lr": (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0, e.g. min_lr=1e-5"),
+    "patience": (lambda v: v >= 0, "at least 0 (0 = never stop early)"),
+    "probe_every": (lambda v: v >= 1, "at least 1, e.g. probe_every=50"),
+    "grad_clip": (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0 (0 = no clipping)"),
+    "num_workers": (lambda v: v >= 0, "at least 0 (0 = load in the main process)"),
+}
+
+
+def check_values(recipe: Recipe) -> None:
+    """Values of the inherited hyperparameters that cannot work (epochs=-1, lr=inf, batch_size=0) are
+    a HyperparameterError naming the field and what it must be, before anything runs."""
+    name = type(recipe).__name__
+    for field, (ok, must) in _RANGES.items():
+        value = getattr(recipe, field, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+            raise HyperparameterError(f"{name}.{field} is {value!r}, which cannot work: it must be {must}.")
+
+
 def check_data(recipe: Recipe, out: Any) -> tuple[Dataset, Dataset]:
-    """What data() returned, as (train, val); anything else is a RecipeError that says what to return."""
+    """What data() returned, as (train, val) of items; anything else (one or three datasets, an empty
+    split) is a RecipeError that says what to return."""
     name = type(recipe).__name__
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
         raise RecipeError(f"{name}.data() must return (train, val): two datasets; it returned {got}. "
                           "Return e.g. `TensorDataset(x_train, y_train), TensorDataset(x_val, y_val)`.")
+    for split, dataset in zip(("training", "validation"), out):
+        try:
+            size = len(dataset)
+        except TypeError:  # an IterableDataset has no length: nothing to check here
+            continue
+        if size == 0:
+            raise RecipeError(f"{name}.data() returned an empty {split} set: there is nothing to "
+                              f"{'train on' if split == 'training' else 'validate on'}. Check the path, the "
+                              "filter or the split that builds it.")
     return out[0], out[1]
 
 

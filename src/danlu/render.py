@@ -1,36 +1,161 @@
-"""Terminal views of the shared report model and of curves (sparklines).
+"""Terminal views of the shared report model, of tables and of curves (sparklines, plots).
 
 Every producer's Report (check, diagnosis, lr, audit, cases, study) prints through
 `print_report`, so all of them look alike: one line per finding, cause and fix below
-the ones that did not pass, then the tables.
+the ones that did not pass, then the tables. Every table danlu prints goes through
+`print_table`, which fits it to the terminal (80 columns in a pipe or a CI log): cells
+never wrap, long ones end in an ellipsis, and when even that is too wide the least
+important columns are left out and named.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from rich import box
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from danlu.console import STATUS_STYLE, console, escape
 from danlu.report import Report
 
-__all__ = ["print_report", "sparkline", "format_value", "terminal_plot"]
+__all__ = ["print_report", "print_table", "print_fields", "Column", "fit_columns", "sparkline", "format_value",
+           "terminal_plot"]
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _ICON = {"pass": "✓", "info": "i", "skip": "-", "warn": "!", "fail": "✗"}
 
 
-def format_value(value) -> str:
-    """Numbers in 4 significant digits, everything else as text."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
-    return str(value)
+def format_value(value, digits: int = 4) -> str:
+    """A value as a person reads it: numbers in `digits` significant digits, lists as "a, b, c",
+    mappings as "key: value, ..." (nested ones in parentheses), everything else as text."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return str(value) if not math.isfinite(value) else f"{value:.{digits}g}"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_nested(v, digits)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_nested(v, digits) for v in value)
+    return "-" if value is None else str(value)
+
+
+def _nested(value, digits: int) -> str:
+    text = format_value(value, digits)
+    return f"({text})" if isinstance(value, (Mapping, list, tuple)) and value else text
+
+
+@dataclass
+class Column:
+    """One column of a terminal table: which matter most, which may be cut short."""
+
+    name: str
+    priority: int = 50        # when the table is too wide, the lowest priorities are left out first
+    shrink: bool = True       # may be cut (with an ellipsis) down to min_width
+    min_width: int = 8
+    justify: str = "left"
+    middle: bool = False      # cut in the middle ("study-vivi…62-t3": names whose end tells them apart)
+
+
+_GAP = 2  # the space between two columns
+
+
+def _width(cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
+def fit_columns(columns: Sequence[Column], rows: Sequence[Sequence], width: int | None) -> tuple[list[int], list[int]]:
+    """(indices of the columns kept, their widths) so the table fits `width` characters (None: no limit).
+
+    The lowest priorities are left out until the others fit at their smallest (shrinkable columns
+    at min_width, the rest whole); the room left goes back to the shrinkable columns, most
+    important first, up to their full width.
+    """
+    natural = [max([len(c.name)] + [_width(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    keep = list(range(len(columns)))
+    if width is None:
+        return keep, natural
+    smallest = [min(n, max(c.min_width, len(c.name))) if c.shrink else n for c, n in zip(columns, natural)]
+
+    def need(kept: list[int]) -> int:
+        return sum(smallest[i] for i in kept) + _GAP * (len(kept) - 1)
+
+    while len(keep) > 1 and need(keep) > width:
+        keep.remove(min(keep, key=lambda k: (columns[k].priority, -k)))
+    widths = {i: smallest[i] for i in keep}
+    room = width - need(keep)
+    for priority in sorted({columns[i].priority for i in keep}, reverse=True):
+        group = [i for i in keep if columns[i].priority == priority]
+        while room > 0:  # columns of equal priority share the room evenly
+            hungry = [i for i in group if widths[i] < natural[i]]
+            if not hungry:
+                break
+            share = max(1, room // len(hungry))
+            for i in hungry:
+                extra = min(share, natural[i] - widths[i], room)
+                widths[i] += extra
+                room -= extra
+    return keep, [widths[i] for i in keep]
+
+
+def print_fields(fields: Sequence[tuple[str, str]], con=None, indent: int = 2) -> None:
+    """Aligned "key  value" lines; a long value wraps under itself, not under the key."""
+    con = con or console
+    grid = RichTable.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="dim")
+    grid.add_column()
+    for key, value in fields:
+        grid.add_row(" " * indent + key, Text(value))
+    con.print(grid)
+
+
+def print_table(title: str, columns: Sequence[Column | str], rows: Sequence[Sequence], con=None, *,
+                width: int | None = -1, hint: str = "") -> list[str]:
+    """Print rows (cells: text or rich Text) fitted to the terminal; return the names of columns left out.
+
+    width=-1 fits the console's width, None never cuts (--wide). `hint` follows the note on left-out
+    columns (e.g. "--wide shows them").
+    """
+    con = con or console
+    cols = [c if isinstance(c, Column) else Column(c) for c in columns]
+    cells = [[c if isinstance(c, Text) else str(c) for c in row] for row in rows]
+    limit = con.width if width == -1 else width
+    keep, widths = fit_columns(cols, cells, limit)
+    table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for i, w in zip(keep, widths):
+        table.add_column(escape(cols[i].name), no_wrap=True, overflow="ellipsis", max_width=w,
+                         min_width=min(w, len(cols[i].name)), justify=cols[i].justify)  # type: ignore[arg-type]
+    full = sum(widths) + _GAP * (len(widths) - 1)
+    if limit is None and full > con.width:  # --wide: a console as wide as the table (rich caps at its own width)
+        from rich.console import Console
+
+        con = Console(file=con.file, width=full, highlight=False, force_terminal=con.is_terminal,
+                      no_color=con.no_color)
+    if title:
+        con.print(Text(title, style="bold"), width=max(full, len(title)) if limit is None else max(limit, 20), crop=False)
+    for row in cells:
+        out = []
+        for i, w in zip(keep, widths):
+            cell = row[i]
+            if cols[i].middle and isinstance(cell, str) and len(cell) > w > 3:
+                head = (w - 1 + 1) // 2
+                cell = cell[:head] + "…" + cell[len(cell) - (w - 1 - head):]
+            out.append(cell if isinstance(cell, Text) else Text(cell))
+        table.add_row(*out)
+    con.print(table, width=full if limit is None else max(limit, 20), crop=limit is not None)
+    dropped = [cols[i].name for i in range(len(cols)) if i not in keep]
+    if dropped:
+        names = ", ".join(dropped[:6]) + (f" and {len(dropped) - 6} more" if len(dropped) > 6 else "")
+        con.print(f"[dim]not shown: {escape(names)}" + (f"; {escape(hint)}" if hint else "") + "[/]")
+    return dropped
 
 
 def sparkline(values: Sequence[float], width: int = 60) -> str:
@@ -55,8 +180,9 @@ def sparkline(values: Sequence[float], width: int = 60) -> str:
     )
 
 
-def print_report(report: Report, con=None, verbose: bool = False) -> None:
-    """Print a report: a header, one line per finding, the tables."""
+def print_report(report: Report, con=None, verbose: bool = False, folder=None) -> None:
+    """Print a report: a header, one line per finding, the tables, and where its pictures are
+    (under `folder`, the run's folder, when the report was kept with a run)."""
     con = con or console
     counts = report.counts()
     style = STATUS_STYLE.get(report.status, "")
@@ -68,32 +194,31 @@ def print_report(report: Report, con=None, verbose: bool = False) -> None:
         con.print(f" [bold]start here:[/] {escape(root['id'])} {escape(root['name'])} {verb}; "
                   f"{escape(', '.join(root['follows']))} probably "
                   f"{'follow' if len(root['follows']) > 1 else 'follows'} from it")
+    lines = RichTable.grid(padding=(0, 1))
+    lines.add_column(no_wrap=True)
+    lines.add_column(no_wrap=True)
+    lines.add_column()
     for f in report.findings:
         st = STATUS_STYLE.get(f.status, "")
         follows = f.evidence.get("follows_from") if isinstance(f.evidence, dict) else None
-        con.print(
-            f" [{st}]{_ICON.get(f.status, '?')} {f.status:<4}[/] [bold]{escape(f.id):<4}[/] "
-            f"{escape(f.name)}: {escape(f.summary)}" + (f" [dim](probably follows from {follows})[/]" if follows else "")
-        )
-        if follows and not verbose:
-            continue
-        if f.status in ("warn", "fail") or verbose:
+        text = Text.from_markup(f"[bold]{escape(f.name)}:[/] {escape(f.summary)}"
+                                + (f" [dim](probably follows from {escape(str(follows))})[/]" if follows else ""))
+        if not (follows and not verbose) and (f.status in ("warn", "fail") or verbose):
             if f.cause:
-                con.print(f"        [dim]cause:[/] {escape(f.cause)}")
+                text.append_text(Text.from_markup(f"\n[dim]cause:[/] {escape(f.cause)}"))
             if f.fix:
-                con.print(f"        [dim]fix:[/]   {escape(f.fix)}")
+                text.append_text(Text.from_markup(f"\n[dim]fix:[/]   {escape(f.fix)}"))
             if f.details and (verbose or f.status == "fail"):
                 for line in f.details.strip().splitlines()[-6:]:
-                    con.print(f"        [dim]{escape(line)}[/]")
+                    text.append_text(Text.from_markup(f"\n[dim]{escape(line)}[/]"))
+        lines.add_row(Text.from_markup(f"[{st}]{_ICON.get(f.status, '?')} {f.status:<4}[/]"),
+                      Text(f.id, style="bold"), text)
+    con.print(lines)
     for table in report.tables:
-        rt = RichTable(title=escape(table.title), title_justify="left", show_edge=False)
-        for col in table.columns:
-            rt.add_column(escape(str(col)))
-        for row in table.rows:
-            rt.add_row(*[escape(format_value(v)) for v in row])
-        con.print(rt)
+        columns = [Column(str(c), 100 - k, middle=str(c) in ("run", "name", "path", "file")) for k, c in enumerate(table.columns)]
+        print_table(table.title, columns, [[format_value(v) for v in row] for row in table.rows], con)
     for image in report.images:
-        con.print(f" [dim]image:[/] {escape(image)}")
+        con.print(f" [dim]picture:[/] {escape(str(folder / image) if folder is not None else image)}")
 
 
 # Braille cell: 2 columns x 4 rows of dots; bit of dot (col, row).

@@ -149,13 +149,19 @@ def init(
     note: str = "",
     tags: Iterable[str] = (),
     store: Store | str | os.PathLike | None = None,
+    quiet: bool = False,
 ) -> Run:
     """Start tracking a run from your own training loop (E1, T1); returns a Run.
 
     Records the config, the command line and the reproducibility record of the calling
     script (git commit and diff, environment); finish with run.finish() or use `with`.
+    Says once, on stderr, where the run is kept and how to look at it (quiet=True: not).
     """
     run = open_run(store=store, kind="init", name=name, note=note, tags=tags, config=config)
+    if not quiet:
+        flag = "" if store is None else f" --store {run.store.root}"
+        print(f"danlu: tracking run {run.name} ({run.id}) in {run.store.root}; look at it with "
+              f"`danlu show {run.id}{flag}` or `danlu ui{flag}`", file=sys.stderr)
     try:
         from danlu.repro import capture
 

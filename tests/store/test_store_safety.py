@@ -82,7 +82,7 @@ def test_a_damaged_store_is_refused_untouched(tmp_path):
     data = bytearray(db.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # header intact, page 1 (the schema) destroyed
     db.write_bytes(bytes(data))
-    _assert_refused(folder, r"damaged or not a database.*will not touch it")
+    _assert_refused(folder, r"is damaged.*left it as it is.*\.recover")
 
 
 def test_a_newer_schema_is_refused_untouched(tmp_path):

@@ -162,3 +162,52 @@ def test_ray_tasks_run_the_study(tmp_path, synth_path):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 1
     assert len(store.list_runs(tags=["study:rayed"], kind="train")) == 4
+
+
+ORPHANS = """
+import sys
+from danlu.store import open_store
+from danlu.tuning.study import new_study
+from danlu.tuning.executors import LocalProcesses
+store = open_store(sys.argv[1])
+study = new_study(store, sys.argv[2], ["a=0..1"], fixed={"delay": "0.2", "epochs": "50"}, trials=4,
+                  name="orphans", prune="none")
+study.run(LocalProcesses(), 2)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_workers_exit_when_their_coordinator_is_killed(store, synth_path):
+    """kill -9 of `danlu study --workers 2` must not leave its worker processes training on (issue 14):
+    each stops its trial as Ctrl-C would (resumable) and exits."""
+    proc = subprocess.Popen([sys.executable, "-c", ORPHANS, str(store.root), str(synth_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while time.time() < deadline and not workers:
+            time.sleep(0.5)
+            running = [r for r in store.list_runs(tags=["study:orphans"]) if r.status == "running" and r.kind == "train"]
+            if len(running) >= 2:
+                workers = [r.pid for r in running]
+        assert workers, "the workers never started their trials"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.25)
+        assert not any(_alive(w) for w in workers), "worker processes outlived their coordinator"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stopped = [r for r in store.list_runs(tags=["study:orphans"]) if r.kind == "train"]
+    assert stopped and all(r.status in ("stopped", "finished") for r in stopped)

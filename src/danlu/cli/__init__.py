@@ -5,6 +5,7 @@ Exit codes scripts can trust:
     1   the command ran and found a problem (a failing check, leakage, a failed run)
     2   bad usage or bad input (unknown flag, broken recipe, unknown RUN, corrupt store)
     130 interrupted (Ctrl-C); the run is kept and can be resumed
+    141 the output was closed early (a pipe such as `danlu runs --json | head -1`)
 """
 
 from __future__ import annotations
@@ -48,9 +49,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unknown_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str],
+                   argv: list[str]) -> str:
+    """The usage error for arguments no verb knows; a flag named like a hyperparameter gets its k=v form."""
+    if "overrides" in vars(args):
+        from danlu.recipe import Recipe, load_recipe_class
+
+        names = set(Recipe.fields())
+        if getattr(args, "recipe", None):
+            try:
+                names |= set(load_recipe_class(args.recipe).fields())
+            except Exception:  # a broken recipe is reported by the verb itself
+                pass
+        for token in extra:
+            if not token.startswith("--"):
+                continue
+            name, _, value = token[2:].partition("=")
+            key = name.replace("-", "_")
+            if key in names:
+                if not value:
+                    at = argv.index(token) if token in argv else -1
+                    value = argv[at + 1] if 0 <= at < len(argv) - 1 and not argv[at + 1].startswith("-") else "VALUE"
+                return (f"{token} is not a flag: hyperparameters are set as k=v after the recipe; "
+                        f"write it as {key}={value}")
+    return f"unrecognized arguments: {' '.join(extra)} (see `danlu {args.command} --help`)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        from danlu.console import err_console, escape
+
+        err_console.print(f"[bold red]error:[/] {escape(_unknown_flags(parser, args, extra, argv))}")
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -66,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
 
         err_console.print("[yellow]interrupted[/]")
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not raise again
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

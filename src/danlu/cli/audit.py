@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.options import add_json_arg, add_store_arg, print_json
-from danlu.console import console, escape
+from danlu.cli.options import add_json_arg, add_store_arg, print_json, print_kept_report
 
 __all__ = ["register", "cmd_audit"]
 
@@ -46,7 +45,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import danlu
     from danlu.checks import parse_settings
     from danlu.errors import DanluError
-    from danlu.render import print_report
 
     if not args.recipe and not args.run:
         raise DanluError("Give a recipe file to audit, e.g. `danlu audit examples/digits.py`, or --run RUN.")
@@ -58,10 +56,5 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        print_report(report)
-        run_id = report.meta.get("run_id")
-        if run_id:
-            console.print(f"[dim]saved with run {escape(run_id)}: danlu show {escape(run_id)}[/]")
-        elif report.images:
-            console.print("[dim]images were not kept (--no-save)[/]")
+        print_kept_report(report, args)
     return 1 if report.status == "fail" else 0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.options import add_json_arg, add_store_arg, print_json
-from danlu.console import console, escape
+from danlu.cli.options import add_json_arg, add_store_arg, print_json, print_kept_report
 
 __all__ = ["register", "cmd_cases"]
 
@@ -42,15 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_cases(args: argparse.Namespace) -> int:
     import danlu
-    from danlu.render import print_report
 
     report = danlu.cases(args.runs, top=args.top, split=args.split, folds=args.folds, device=args.device,
                          progress=not (args.quiet or args.json), store=args.store, save=not args.no_save)
     if args.json:
         print_json(report.to_dict())
     else:
-        print_report(report)
-        if not args.no_save:
-            console.print(f"[dim]kept with run {escape(report.meta['runs'][0])}: "
-                          f"danlu show {escape(report.meta['runs'][0])}[/]")
+        print_kept_report(report, args)
     return 0

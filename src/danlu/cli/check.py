@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.options import add_json_arg, add_store_arg, print_json
-from danlu.console import console
+from danlu.cli.options import add_json_arg, add_store_arg, print_json, print_kept_report
 
 __all__ = ["register", "cmd_check"]
 
@@ -51,12 +50,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
         return 1 if report.status == "fail" else 0
-    from danlu.render import print_report
-
-    print_report(report, console, verbose=args.verbose)
     seconds = report.meta.get("seconds", 0.0)
-    console.print(f"[dim]{len(report.findings)} checks in {seconds:.1f} s[/]")
-    run_id = report.meta.get("run_id")
-    if run_id:
-        console.print(f"[dim]saved as run {run_id}: danlu show {run_id}[/]")
+    report.title += f" ({len(report.findings)} checks in {seconds:.1f} s)"
+    print_kept_report(report, args, verbose=args.verbose)
     return 1 if report.status == "fail" else 0

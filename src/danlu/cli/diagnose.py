@@ -49,10 +49,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         run_id = report.meta["run_id"]
         console.print(f"[bold]{escape(report.meta.get('run_name', run_id))}[/] ({run_id})")
         print_curve(curves_from_store(store, run_id), report)
-        print_report(report, console, verbose=args.verbose)
-        if report.images:
-            folder = store.run_dir(run_id, create=False)
-            console.print(f" [dim]plot:[/] {escape(str(folder / report.images[0]))}")
+        print_report(report, console, verbose=args.verbose, folder=store.run_dir(run_id, create=False))
     return 1 if report.status in ("warn", "fail") else 0
 
 
@@ -69,6 +66,9 @@ def print_curve(curves, report, con=None) -> None:
     y, label = t.values, "training loss"
     if (y > 0).all() and y.max() / y.min() > 30:
         y, label = np.log10(y), "log10 training loss"
+    from danlu.curves.diagnosis import HEALTHY, regime_title
+
     since = report.meta.get("since_step")
-    marks = {report.meta["regime"]: since} if since is not None and report.meta["regime"] != "learning" else None
+    regime = report.meta["regime"]
+    marks = {regime_title(regime): since} if since is not None and regime not in HEALTHY else None
     con.print(escape(terminal_plot(t.steps, y, width=60, height=8, marks=marks, xlabel=f"step ({label})")))

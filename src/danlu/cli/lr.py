@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from danlu.cli.options import add_json_arg, add_store_arg, print_json
+from danlu.cli.options import add_json_arg, add_store_arg, print_json, print_kept_report
 from danlu.console import console, err_console, escape
 
 __all__ = ["register", "cmd_lr", "parse_lrs"]
@@ -69,12 +69,12 @@ def cmd_lr(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        _print(report, args.store)
+        _print(report, args)
     return 1 if report.status == "fail" else 0
 
 
-def _print(report, store_path) -> None:
-    from danlu.render import print_report, terminal_plot
+def _print(report, args) -> None:
+    from danlu.render import terminal_plot
 
     points = report.meta.get("points")
     if points:
@@ -84,12 +84,4 @@ def _print(report, store_path) -> None:
         top = 1.5 * ys[0] if ys and ys[0] > 0 else None  # keep the descent readable past divergence
         console.print(escape(terminal_plot(lrs, ys, logx=True, width=60, height=10, marks=marks, ymax=top,
                                            xlabel="learning rate (smoothed training loss)")))
-    print_report(report, console)
-    run_id = report.meta.get("run_id")
-    if run_id:
-        from danlu.store import open_store
-
-        folder = open_store(store_path).run_dir(run_id, create=False)
-        for image in report.images:
-            console.print(f" [dim]plot:[/] {escape(str(folder / image))}")
-        console.print(f" [dim]saved as run {run_id}: danlu show {run_id}[/]")
+    print_kept_report(report, args)

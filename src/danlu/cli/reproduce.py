@@ -34,7 +34,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out.to_dict())
         return 0 if out.reproduced else 1
-    print_result(open_store(args.store), out.fit)
+    print_result(open_store(args.store, create=False), out.fit)
     for name, c in out.series.items():
         first = c["first_different_step"]
         console.print(f"  {escape(name):<20} {c['points']:>6} points  max deviation {c['max_deviation']:.3g}"

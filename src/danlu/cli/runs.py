@@ -6,24 +6,34 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from rich.table import Table
+import numpy as np
 
 from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import STATUS_STYLE, console, escape
-from danlu.render import format_value, print_report, sparkline
+from danlu.render import Column, format_value, print_fields, print_report, print_table, sparkline
 
 __all__ = ["register", "varying_hparams", "run_to_dict"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="the experiment table: every run, what changed, the outcome",
-                       description="List runs (newest first) with the hyperparameters that differ "
-                       "between them, best validation loss and metric, diagnosis and duration (E2).")
+                       description="List runs (newest first): name, status, age, duration, the hyperparameters "
+                       "that differ between the listed runs, the best validation metric, the diagnosis, tags and "
+                       "note (E2). The table fits the terminal (80 columns in a pipe); columns that do not fit are "
+                       "named below it.",
+                       epilog="Examples:\n  danlu runs\n  danlu runs --columns name,lr,best,note\n"
+                       "  danlu runs --wide --kind all\n  danlu runs --json | jq '.[0].summary'",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tag", action="append", default=[], help="only runs with this tag (repeatable)")
     p.add_argument("--status", choices=["running", "finished", "failed", "crashed", "stopped"])
     p.add_argument("--recipe", help="only runs whose recipe path contains this text")
-    p.add_argument("--kind", default=None, help="train, init, check, audit ... (default: train and init)")
+    p.add_argument("--kind", default=None,
+                   help="train, init, check, audit, lr, study, cases ... or all (default: train and init)")
     p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50; 0 = all)")
+    p.add_argument("--columns", default=None, metavar="A,B,...",
+                   help="the columns to show, in order: name, id, kind, status, age, started, time, best, "
+                   "loss, diagnosis, tags, note, or any hyperparameter or summary key")
+    p.add_argument("--wide", action="store_true", help="every column, at full width (wider than the terminal)")
     add_store_arg(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_runs)
@@ -57,11 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------------- runs
 def varying_hparams(runs) -> list[str]:
-    """Hyperparameter names whose values differ among the runs (E2: what changed)."""
+    """Hyperparameter names whose values differ among the runs (E2: what changed). Among runs of
+    several kinds, only the training runs' hyperparameters count (a study's settings are not one)."""
+    trained = [r for r in runs if r.kind in ("train", "init")]
+    runs = trained if trained and len(trained) < len(runs) else runs
     keys: list[str] = []
     for r in runs:
         for k in r.config:
-            if k not in keys:
+            if k not in keys and k not in _RUN_COLUMNS:
                 keys.append(k)
     return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
 
@@ -76,6 +89,8 @@ def _main_metric(summary: dict[str, Any]) -> tuple[str, Any] | None:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
@@ -97,9 +112,71 @@ def run_to_dict(r) -> dict[str, Any]:
     }
 
 
+#: The columns of `danlu runs` besides hyperparameters and summary keys, with how much each matters
+#: when the terminal is narrow (higher stays longer) and how far it may be cut.
+_RUN_COLUMNS = {
+    "name": Column("name", 100, min_width=12, middle=True), "id": Column("id", 15, shrink=False),
+    "kind": Column("kind", 75, shrink=False), "status": Column("status", 90, shrink=False),
+    "age": Column("age", 60, shrink=False), "started": Column("started", 10, shrink=False),
+    "time": Column("time", 55, shrink=False, justify="right"),
+    "best": Column("best", 85, min_width=10), "loss": Column("loss", 40, shrink=False, justify="right"),
+    "diagnosis": Column("diagnosis", 80, min_width=10), "tags": Column("tags", 25, min_width=6),
+    "note": Column("note", 30, min_width=10),
+}
+
+
+def _age(ts: float | None, now: float) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, now - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return "now"
+
+
+def _best(summary: dict[str, Any]) -> str:
+    metric = _main_metric(summary)
+    if metric:
+        return f"{metric[0]} {format_value(metric[1])}"
+    return f"loss {format_value(summary['best_val_loss'])}" if "best_val_loss" in summary else "-"
+
+
+def _run_cell(r, key: str, now: float) -> Any:
+    from rich.text import Text
+
+    from danlu.curves import regime_title
+
+    if key == "name":
+        return r.name
+    if key == "status":
+        return Text(r.status, style=STATUS_STYLE.get(r.status, ""))
+    simple = {"id": r.id, "kind": r.kind, "age": _age(r.created, now), "started": _when(r.created),
+              "time": _duration(r.duration), "best": _best(r.summary),
+              "loss": format_value(r.summary.get("best_val_loss", "-")),
+              "diagnosis": regime_title(str(r.summary["diagnosis"])) if r.summary.get("diagnosis") else "-",
+              "tags": ",".join(r.tags), "note": " ".join(r.note.split())}
+    if key in simple:
+        return simple[key]
+    if key in r.config:
+        return format_value(r.config[key], digits=3)
+    return format_value(r.summary.get(key, "-"))
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = open_store_from_args(args)
-    kinds = [args.kind] if args.kind else ["train", "init"]
+    import time
+
+    from danlu.errors import DanluError, StoreMissing
+
+    try:
+        store = open_store_from_args(args, create=False)
+    except StoreMissing as exc:  # nothing to list, and nothing is created at a mistyped path
+        if args.json:
+            print_json([])
+        else:
+            console.print(f"No runs: {escape(str(exc))}.")
+        return 0
+    kinds = [None] if args.kind == "all" else [args.kind] if args.kind else ["train", "init"]
     runs = []
     for kind in kinds:
         runs += store.list_runs(tags=args.tag, status=args.status, recipe=args.recipe, kind=kind,
@@ -114,22 +191,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
         console.print("No runs yet. Start one with: [bold]danlu train examples/digits.py[/]")
         return 0
     varying = varying_hparams(runs)
-    t = Table(title=f"{len(runs)} run(s) in {escape(str(store.root))}", title_justify="left")
-    for col in ["name", "id", "status", "note", "tags", *varying, "best val loss", "metric", "diagnosis",
-                "duration", "started"]:
-        t.add_column(escape(col), overflow="fold")
-    for r in runs:
-        metric = _main_metric(r.summary)
-        style = STATUS_STYLE.get(r.status, "")
-        t.add_row(
-            escape(r.name), r.id, f"[{style}]{r.status}[/]", escape(r.note[:40]), escape(",".join(r.tags)),
-            *[escape(format_value(r.config.get(k, "-"))) for k in varying],
-            format_value(r.summary["best_val_loss"]) if "best_val_loss" in r.summary else "-",
-            f"{metric[0]} {format_value(metric[1])}" if metric else "-",
-            escape(str(r.summary.get("diagnosis", "-"))),
-            _duration(r.duration), _when(r.created),
-        )
-    console.print(t)
+    if args.columns:
+        keys = [k.strip() for k in args.columns.split(",") if k.strip()]
+        known = set(_RUN_COLUMNS) | {k for r in runs for k in (*r.config, *r.summary)}
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise DanluError(f"Unknown column(s) {', '.join(unknown)}; choose from: {', '.join(sorted(known))}.")
+    else:
+        mixed = len({r.kind for r in runs}) > 1
+        keys = ["name", *(["kind"] if mixed else []), "status", "age", "time", *varying, "best", "diagnosis",
+                "tags", "note"]
+        if args.wide:
+            keys += ["id", "loss", "started"]
+    columns = [_RUN_COLUMNS.get(k) or Column(k, 70 - min(i, 20), min_width=8, justify="right")
+               for i, k in enumerate(keys)]
+    now = time.time()
+    rows = [[_run_cell(r, k, now) for k in keys] for r in runs]
+    print_table(f"{len(runs)} run(s) in {store.root}", columns, rows, console,
+                width=None if args.wide else -1, hint="--wide or --columns shows them")
     return 0
 
 
@@ -137,7 +216,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from danlu.report import Report
 
-    store = open_store_from_args(args)
+    store = open_store_from_args(args, create=False)
     r = store.get_run(args.run)
     series = {name: store.read_series(r.id, name) for name in store.series_names(r.id)}
     reports = store.list_reports(run_id=r.id)
@@ -155,43 +234,29 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     style = STATUS_STYLE.get(r.status, "")
     console.print(f"[bold]{escape(r.name)}[/] ({r.id})  [{style}]{r.status}[/]  {r.kind}")
-    if r.recipe:
-        console.print(f"  recipe   {escape(r.recipe)}")
-    if r.note:
-        console.print(f"  note     {escape(r.note)}")
-    if r.tags:
-        console.print(f"  tags     {escape(', '.join(r.tags))}")
-    console.print(f"  started  {_when(r.created)}   duration {_duration(r.duration)}")
-    if r.command:
-        console.print(f"  command  {escape(r.command)}")
-
+    fields = [(k, v) for k, v in (("recipe", r.recipe or ""), ("note", r.note), ("tags", ", ".join(r.tags)),
+                                  ("started", f"{_when(r.created)}, took {_duration(r.duration)}"),
+                                  ("parent", r.parent or ""), ("command", r.command or "")) if v]
+    print_fields(fields)
     if r.config:
-        t = Table(title="hyperparameters", title_justify="left", show_edge=False)
-        t.add_column("name")
-        t.add_column("value")
-        for k, v in r.config.items():
-            t.add_row(escape(k), escape(format_value(v)))
-        console.print(t)
+        print_table("hyperparameters", [Column("name", 90, shrink=False), Column("value", 80, min_width=10)],
+                    [[k, format_value(v)] for k, v in r.config.items()])
     if r.summary:
-        t = Table(title="summary", title_justify="left", show_edge=False)
-        t.add_column("name")
-        t.add_column("value", overflow="fold")
-        for k, v in r.summary.items():
-            t.add_row(escape(k), escape(format_value(v)))
-        console.print(t)
+        print_table("summary", [Column("name", 90, shrink=False), Column("value", 80, min_width=10)],
+                    [[k, _summary_value(k, v)] for k, v in r.summary.items()])
     _print_repro(r.repro)
-    if series:
-        t = Table(title="curves", title_justify="left", show_edge=False)
-        for col in ("series", "points", "first", "last", "min", ""):
-            t.add_column(col)
-        for name, (_steps, values) in series.items():
-            if name == "epoch":
-                continue
-            finite = values[~(values != values)] if len(values) else values
-            t.add_row(escape(name), str(len(values)), format_value(float(values[0])) if len(values) else "-",
-                      format_value(float(values[-1])) if len(values) else "-",
-                      format_value(float(finite.min())) if len(finite) else "-", sparkline(values.tolist(), 40))
-        console.print(t)
+    curves = [(name, v) for name, (_s, v) in series.items() if name != "epoch"]
+    if curves:
+        rows = []
+        for name, values in curves:
+            finite = values[np.isfinite(values)] if len(values) else values
+            rows.append([name, str(len(values)), format_value(float(values[0])) if len(values) else "-",
+                         format_value(float(values[-1])) if len(values) else "-",
+                         format_value(float(finite.min())) if len(finite) else "-", sparkline(values.tolist(), 24)])
+        print_table("curves", [Column("series", 90, min_width=10), Column("points", 60, shrink=False, justify="right"),
+                               Column("first", 50, shrink=False, justify="right"),
+                               Column("last", 70, shrink=False, justify="right"),
+                               Column("min", 65, shrink=False, justify="right"), Column("", 40, min_width=8)], rows)
     if checkpoints:
         console.print(f"  checkpoints  {', '.join(checkpoints)} in {escape(str(ckpt_dir))}")
     for rep in reports:
@@ -200,30 +265,52 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary_value(key: str, value: Any) -> str:
+    if key == "diagnosis" and value:
+        from danlu.curves import regime_title
+
+        return f"{regime_title(str(value))} ({value})"
+    if key == "seconds" and isinstance(value, (int, float)):
+        return _duration(value)
+    return format_value(value)
+
+
+def _data_line(data: dict[str, Any]) -> str:
+    """A data fingerprint as words: "train: TensorDataset, 1,438 items (64 hashed), val: ...; sha256 3db3b7ba6749"."""
+    parts = []
+    for split, info in data.items():
+        if not isinstance(info, dict):
+            continue
+        size = f"{info['size']:,} items" if isinstance(info.get("size"), int) else "size unknown"
+        parts.append(f"{split}: {info.get('type') or '?'}, {size} ({info.get('sampled', 0)} hashed)")
+    digest = data.get("sha256")
+    return "; ".join(parts) + (f"; sha256 {str(digest)[:12]}" if digest else "")
+
+
 def _print_repro(repro: dict[str, Any]) -> None:
     if not repro:
         return
     git = repro.get("git") or {}
     env = repro.get("env") or {}
     data = repro.get("data") or {}
-    lines = []
+    fields = []
     if git:
         dirty = " (dirty: uncommitted changes recorded)" if git.get("dirty") else ""
-        lines.append(f"  git      {(git.get('commit') or 'no commit yet')[:12]} on {git.get('branch') or '?'}{dirty}")
+        fields.append(("git", f"{(git.get('commit') or 'no commit yet')[:12]} on {git.get('branch') or '?'}{dirty}"))
     if env:
-        lines.append(f"  env      python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
-                     f"cuda {env.get('cuda') or '-'}, {env.get('cpu') or ''} {', '.join(env.get('gpus') or [])}")
+        fields.append(("env", f"python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
+                              f"cuda {env.get('cuda') or '-'}, {env.get('cpu') or ''} {', '.join(env.get('gpus') or [])}"))
     if data:
-        lines.append(f"  data     {format_value(data)}"[:200])
+        fields.append(("data", _data_line(data)))
     if repro.get("code_snapshot"):
-        lines.append(f"  code     {len(repro['code_snapshot'])} file(s) snapshotted: "
-                     f"{', '.join(repro['code_snapshot'][:5])}")
+        files = repro["code_snapshot"]
+        fields.append(("code", f"{len(files)} file(s) snapshotted: {', '.join(files[:5])}"
+                               + (f" and {len(files) - 5} more" if len(files) > 5 else "")))
     if repro.get("error"):
-        lines.append(f"  capture  {repro['error']}")
-    if lines:
+        fields.append(("capture", str(repro["error"])))
+    if fields:
         console.print("[bold]reproducibility[/]")
-        for line in lines:
-            console.print(escape(line))
+        print_fields(fields)
 
 
 # ---------------------------------------------------------------------- diff
@@ -237,13 +324,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     a, b = d.a, d.b
     console.print(f"[bold]{escape(a.name)}[/] ({a.id})  vs  [bold]{escape(b.name)}[/] ({b.id})")
     hparams = d.section("hyperparameters")
+    columns = [Column("name", 90, min_width=10), Column(a.name, 80, min_width=10), Column(b.name, 80, min_width=10)]
     if hparams:
-        t = Table(title="hyperparameters", title_justify="left", show_edge=False)
-        for col in ("name", a.name, b.name):
-            t.add_column(escape(col))
-        for row in hparams:
-            t.add_row(escape(row.key), *[escape(format_value(v)) for v in row.values])
-        console.print(t)
+        print_table("hyperparameters", columns, [[row.key, *_differing(row.values)] for row in hparams])
     else:
         console.print("hyperparameters: identical")
     if d.code:
@@ -257,15 +340,21 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _print_unified(d.uncommitted)
     for section in ("code", "environment", "data", "outcome", "other"):
         rows = d.section(section)
-        if not rows:
-            continue
-        t = Table(title=section, title_justify="left", show_edge=False)
-        for col in ("key", a.name, b.name):
-            t.add_column(escape(col), overflow="fold")
-        for row in rows:
-            t.add_row(escape(row.key), *[escape(format_value(v)) for v in row.values])
-        console.print(t)
+        if rows:
+            print_table(section, columns, [[row.key, *_differing(row.values)] for row in rows])
     return 0
+
+
+def _differing(values: list[Any]) -> list[str]:
+    """Values as text; long texts that share a beginning start a little before they differ ("…lr=3e-3 ...")."""
+    texts = [format_value(v) for v in values]
+    if len(texts) > 1 and all(len(t) > 24 for t in texts):
+        import os
+
+        common = len(os.path.commonprefix(texts))
+        if common > 16:
+            return ["…" + t[common - 8:] for t in texts]
+    return texts
 
 
 def _print_unified(text: str) -> None:
@@ -276,7 +365,7 @@ def _print_unified(text: str) -> None:
 
 # ------------------------------------------------------------------ tag, note
 def cmd_tag(args: argparse.Namespace) -> int:
-    store = open_store_from_args(args)
+    store = open_store_from_args(args, create=False)
     r = store.get_run(args.run)
     if args.remove:
         tags = store.set_tags(r.id, remove=args.names)
@@ -287,7 +376,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
-    store = open_store_from_args(args)
+    store = open_store_from_args(args, create=False)
     r = store.get_run(args.run)
     store.update_run(r.id, note=args.text)
     console.print(f"{escape(r.name)}: note set")

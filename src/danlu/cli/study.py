@@ -131,25 +131,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         s = study.spec
         out.print(f"study [bold]{escape(s.name)}[/] ({s.mode}): {escape(' '.join(s.vary))}"
                   + (f"  fixed {escape(' '.join(f'{k}={v}' for k, v in s.fixed.items()))}" if s.fixed else ""))
+        from danlu.tuning.spec import pruning_plan
+
         out.print(f"  a full trial is about {s.budget_steps} steps; {executor.describe(args.workers)}; "
-                  + (f"no trial pruned before step {s.min_resource}" if s.prune != "none" else "no pruning"))
+                  + escape(pruning_plan(s, s.min_resource, s.budget_steps)))
         if s.prune != "none" and s.min_resource < 0.1 * s.budget_steps:
             out.print(f"  [yellow]![/] --min-resource {s.min_resource} is under a tenth of a trial: pruning this early "
                       "can kill trials that start slowly but end best")
     report = study.run(executor, args.workers, console=out, recipe=args.recipe_override)
-    return _print(report, args, study.spec.name)
+    return _print(report, args, study.spec.name, store.run_dir(study.run_id, create=False))
 
 
-def _print(report, args, name: str) -> int:
+def _print(report, args, name: str, folder=None) -> int:
     from danlu.render import print_report
 
     if args.json:
         print_json(report.to_dict())
     else:
-        print_report(report, console)
+        print_report(report, console, folder=folder)
         if report.meta.get("command"):
             console.print(f"\nreproduce the best trial:\n  [bold]{escape(report.meta['command'])}[/]")
-        console.print(f"plots in the study run's folder; again with: danlu study show {escape(name)}")
+        console.print(f"again with: danlu study show {escape(name)}")
     return 1 if report.status == "fail" else 0
 
 
@@ -163,7 +165,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.json:
         record = store.get_run(study.run_id)
         console.print(f"[dim]status {record.status}; folder {escape(str(store.run_dir(record.id, create=False)))}[/]")
-    return _print(report, args, name)
+    return _print(report, args, name, store.run_dir(study.run_id, create=False))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import console, err_console, escape
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reproducibility record in the store.",
         epilog="Examples:\n  danlu train examples/digits.py\n"
         "  danlu train examples/digits.py lr=1e-3 hidden=128 -m 'wider head' --tag baseline\n"
-        "  danlu train --resume last",
+        "  danlu train --resume last\n  danlu train --from last epochs=20 -m 'longer'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("recipe", nargs="?", help="recipe file: path.py or path.py:ClassName")
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run name (default: a generated short name)")
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue a stopped or crashed run from its last checkpoint")
+    p.add_argument("--from", dest="start_from", metavar="RUN", default=None,
+                   help="a new run that starts from RUN's best weights (its recipe unless one is given; "
+                   "k=v overrides apply): e.g. to train a finished run longer")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     p.add_argument("--stop-on", default="", metavar="REGIMES",
@@ -44,10 +48,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from danlu.recipe import load_recipe, parse_overrides
 
     store = open_store_from_args(args)
+    start_from = None
+    if (args.resume or args.start_from) and args.recipe and "=" in args.recipe and not Path(args.recipe).exists():
+        args.overrides, args.recipe = [args.recipe, *args.overrides], None   # `--from RUN epochs=20`
+    if args.resume and args.start_from:
+        raise DanluError("--resume continues a run; --from starts a new one from a run's weights: use one of them.")
     if args.resume:
         record = store.get_run(args.resume)
         if record.status in ("running",):
             raise DanluError(f"Run {record.name} ({record.id}) is still running; stop it before resuming.")
+        if record.status in ("finished", "failed"):
+            raise DanluError(f"Run {record.name} ({record.id}) is {record.status}; only a stopped or crashed run can "
+                             f"be resumed, and its record stays as it is. To train on from its weights, start a new "
+                             f"run: `danlu train --from {record.id} epochs=N`.")
         if not record.recipe:
             raise DanluError(f"Run {record.name} was not made by `danlu train`; it has no recipe to resume.")
         recipe = recipe_from_run(store, record, path=args.recipe)
@@ -55,13 +68,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise DanluError("--resume continues a run with its recorded hyperparameters; drop the k=v "
                              "overrides, or start a new run without --resume.")
         resume = record.id
+    elif args.start_from:
+        from danlu.rebuild import checkpoint_of
+
+        record = store.get_run(args.start_from)
+        start_from = checkpoint_of(store, record)
+        recipe = (load_recipe(args.recipe, parse_overrides(args.overrides)) if args.recipe
+                  else recipe_from_run(store, record, overrides=parse_overrides(args.overrides)))
+        resume = None
     else:
         if not args.recipe:
-            raise DanluError("Give a recipe file (danlu train path.py) or --resume RUN.")
+            raise DanluError("Give a recipe file (danlu train path.py), --resume RUN or --from RUN.")
         recipe = load_recipe(args.recipe, parse_overrides(args.overrides))
         resume = None
     try:
-        result = run_training(recipe, store, args, resume=resume)
+        result = run_training(recipe, store, args, resume=resume, start_from=start_from,
+                              parent=record.id if start_from is not None else None)
     except DanluError:
         raise
     except Exception as exc:  # the user's code (or data) failed mid-training: say where, keep the run
@@ -76,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status == "finished" else 1
 
 
-def run_training(recipe, store, args, resume=None, callbacks=()):
+def run_training(recipe, store, args, resume=None, callbacks=(), start_from=None, parent=None):
     """Fit with the CLI's options (live diagnosis, --stop-on, progress)."""
     from danlu.engine import fit
 
@@ -95,6 +117,8 @@ def run_training(recipe, store, args, resume=None, callbacks=()):
         callbacks=callbacks,
         progress=not getattr(args, "quiet", False),
         max_steps=getattr(args, "max_steps", None),
+        init_from=start_from,
+        parent=parent,
     )
 
 
@@ -147,7 +171,9 @@ def print_result(store, result) -> None:
         t.add_row("best val loss", f"{s['best_val_loss']:.4f} at epoch {s.get('best_epoch')}  {metrics}")
     t.add_row("steps", f"{result.steps} in {s.get('seconds', 0):.1f}s on {s.get('device', '?')}")
     if s.get("diagnosis"):
-        t.add_row("diagnosis", escape(str(s["diagnosis"])))
+        from danlu.curves import regime_title
+
+        t.add_row("diagnosis", escape(regime_title(str(s["diagnosis"]))))
     t.add_row("stored in", escape(str(store.run_dir(result.run_id, create=False))))
     console.print(Panel(t, title="danlu train", expand=False))
     if result.status == "stopped" and result.stop_reason and result.stop_reason.startswith("interrupted"):

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from danlu.baseline import baseline_loss, dataset_targets
-from danlu.curves.diagnosis import curves_from_store, diagnose, diagnose_run, headline, primary_finding
+from danlu.curves.diagnosis import curves_from_store, diagnose, diagnose_run, headline, primary_finding, regime_title
 from danlu.curves.live import STOPPABLE, LiveDiagnosis, LiveStatus, parse_stop_on
 from danlu.curves.rules import REGIMES, DiagnosisRule, get_rules, register
 from danlu.curves.series import Curves, Series, Trend, trend
@@ -23,6 +23,7 @@ __all__ = [
     "diagnose_run",
     "curves_from_store",
     "headline",
+    "regime_title",
     "primary_finding",
     "DiagnosisRule",
     "register",

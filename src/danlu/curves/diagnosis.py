@@ -21,7 +21,7 @@ from danlu.errors import DanluError
 from danlu.report import STATUS_ORDER, Finding, Report
 
 __all__ = ["diagnose", "diagnose_run", "curves_from_store", "primary_finding", "headline", "regime_of",
-           "HEALTHY", "READ_POINTS", "LITTLE_OF_BASELINE"]
+           "regime_title", "HEALTHY", "READ_POINTS", "LITTLE_OF_BASELINE"]
 
 
 def diagnose(curves: Curves, rules: Sequence[DiagnosisRule] | None = None) -> Report:
@@ -110,7 +110,7 @@ def _healthy(curves: Curves, a) -> Finding:
                 "`danlu lr` (T4)",
         )
     ev["regime"] = "learning"
-    return Finding(id="T2", name="learning normally", status="pass", summary=f"learning normally: {text}",
+    return Finding(id="T2", name="learning normally", status="pass", summary=text,
                    evidence=ev)
 
 
@@ -127,6 +127,17 @@ def primary_finding(report: Report) -> Finding | None:
     """The finding of the report's primary regime."""
     name = report.meta.get("regime")
     return next((f for f in report.findings if regime_of(f) == name), None)
+
+
+#: The words for the regimes no rule owns (the rules' titles name the others).
+_VERDICTS = {"learning": "learning normally", "too_short": "too short to tell", "learning_little": "learning little",
+             "unknown": "too short to tell"}
+
+
+def regime_title(key: str) -> str:
+    """What a user reads for a regime key (a run summary's "diagnosis"): "lr_decay" -> "flat only from LR decay"."""
+    rule = next((r for r in get_rules() if r.name == key), None)
+    return rule.title if rule is not None else _VERDICTS.get(key, key)
 
 
 def headline(finding: Finding) -> str:

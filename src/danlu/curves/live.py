@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from danlu.curves.analysis import MIN_TRAIN_POINTS
-from danlu.curves.diagnosis import diagnose, headline, primary_finding
+from danlu.curves.diagnosis import diagnose, headline, primary_finding, regime_title
 from danlu.curves.divergence import Tripwire
 from danlu.curves.rules import REGIMES
 from danlu.curves.series import Curves
@@ -267,7 +267,7 @@ class LiveDiagnosis(Callback):
 
     def _show(self, state) -> None:
         if hasattr(state, "status_line"):
-            state.status_line = self.current.text or self.current.regime
+            state.status_line = self.current.text or regime_title(self.current.regime)
 
 
 assert set(STOPPABLE) <= set(REGIMES)

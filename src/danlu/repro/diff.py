@@ -67,8 +67,9 @@ def _shown(value: Any) -> tuple[Any, bool]:
     return value, True
 
 
-#: Record keys that differ between any two runs without meaning anything (or repeat the config).
-_IGNORED = ("hparams", "captured_at", "version")
+#: Record keys that differ between any two runs without meaning anything (or repeat the config, or the
+#: run's own command line).
+_IGNORED = ("hparams", "captured_at", "version", "command")
 
 
 def _expand(value: Any) -> Any:

@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from danlu.errors import RunNotFound, StoreError
+from danlu.errors import RunNotFound, StoreError, StoreMissing
 from danlu.store.base import (
     RUN_STATUSES,
     TRAINING_KINDS,
@@ -282,6 +282,24 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_damaged(exc: sqlite3.Error) -> bool:
+    """SQLITE_CORRUPT / SQLITE_NOTADB: the file's pages are damaged (the header may still be intact)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def damaged_message(db: Path, exc: BaseException) -> str:
+    """What to do about a damaged store file: it is left as it is, and here is how to recover it."""
+    backups = sorted(db.parent.glob("danlu.v*.bak.db"))
+    return (f"the store file {db} is damaged ({exc}); danlu left it as it is. The runs' files under "
+            f"{db.parent / 'runs'} are not affected. To recover the records, keep the damaged file and run: "
+            f"sqlite3 {db} .recover | sqlite3 {db.parent / 'danlu-recovered.db'}  then put danlu-recovered.db in "
+            f"its place." + (f" A copy made before the last schema upgrade: {backups[-1]}." if backups else ""))
+
+
 def _clean_tags(tags: Iterable[str]) -> list[str]:
     if isinstance(tags, str):
         tags = [tags]
@@ -321,7 +339,7 @@ class SQLiteStore(Store):
 
         state, version = self._inspect()
         if state == "missing" and not create:
-            raise StoreError(
+            raise StoreMissing(
                 f"there is no danlu store at {root} (no {DB_NAME}); start a run with "
                 "`danlu train RECIPE`, or point the store (`--store`, $DANLU_HOME) at an existing one"
             )
@@ -329,6 +347,23 @@ class SQLiteStore(Store):
             raise StoreError(self._foreign_message())
         if state == "danlu":
             self._check_version(version)
+        #: No write permission on the folder or the file: reading works (runs, show, ui), writing says why not.
+        self.read_only = state in ("danlu", "empty") and not (os.access(root, os.W_OK)
+                                                              and os.access(self.db_path, os.W_OK))
+        if self.read_only:
+            if state == "empty":  # committed pages may still be in the -wal file only: look through SQLite
+                try:
+                    state, version = self._look(f"{self.db_path.as_uri()}?mode=ro")
+                except StoreError:
+                    state, version = "empty", None
+            if state != "danlu":
+                raise StoreError(f"the store at {root} is read-only here and holds no danlu runs yet; "
+                                 "nothing to read, and nothing can be written.")
+            self._check_version(version)
+            if version is not None and version < SCHEMA_VERSION:
+                raise StoreError(f"the store at {root} has schema version {version} and needs an upgrade, which "
+                                 "needs write access; it is read-only here. Open it once with write access.")
+            return
         root.mkdir(parents=True, exist_ok=True)
         try:
             self._ensure_wal()
@@ -391,18 +426,16 @@ class SQLiteStore(Store):
                 if _is_busy(exc):
                     raise StoreError(f"the store at {db} stayed locked for {BUSY_TIMEOUT_S:.0f} s; "
                                      "retry when the other danlu processes are done") from exc
-                raise StoreError(
-                    f"{db} is damaged or not a database ({exc}); danlu will not touch it. Move it "
-                    "away (keep it: `sqlite3 danlu.db .recover` may save its runs) or choose another "
-                    "store folder (`--store` or $DANLU_HOME)."
-                ) from exc
+                raise StoreError(damaged_message(db, exc)) from exc
             if not tables:
                 return "empty", None
             if "meta" not in tables:
                 return "foreign", None
             try:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            except sqlite3.DatabaseError:
+            except sqlite3.DatabaseError as exc:
+                if _is_damaged(exc):
+                    raise StoreError(damaged_message(db, exc)) from exc
                 return "foreign", None
         finally:
             conn.close()
@@ -502,6 +535,8 @@ class SQLiteStore(Store):
 
     # -------------------------------------------------------- connections
     def _connect(self) -> sqlite3.Connection:
+        if getattr(self, "read_only", False):
+            return self._connect_read_only()
         try:
             conn = sqlite3.connect(
                 str(self.db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -511,6 +546,20 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store at {self.db_path}: {exc}") from exc
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes: mode=ro, or immutable when SQLite cannot even create its
+        shared-memory file beside a WAL database in a folder it may not write to."""
+        last: Exception | None = None
+        for query in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{self.db_path.as_uri()}?{query}", uri=True, timeout=BUSY_TIMEOUT_S,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+                return conn
+            except sqlite3.Error as exc:
+                last = exc
+        raise StoreError(f"cannot read the store at {self.db_path}: {last}") from last
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (a forked child opens its own, never reuses the parent's)."""
@@ -565,9 +614,15 @@ class SQLiteStore(Store):
                     continue
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise StoreError(f"the store at {self.db_path} refused a write: {exc}") from exc
+                if _is_damaged(exc):
+                    raise StoreError(damaged_message(self.db_path, exc)) from exc
                 raise StoreError(f"the store at {self.db_path} failed: {exc}") from exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if getattr(self, "read_only", False):
+            raise StoreError(f"the store at {self.root} is read-only here (no write permission on it): commands "
+                             "that only read (runs, show, diff, ui) work; to write, use a copy you own or ask "
+                             "for write access.")
         return self._run("BEGIN IMMEDIATE", fn)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

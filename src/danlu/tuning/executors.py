@@ -60,13 +60,40 @@ class Sequential(Executor):
         return run_worker(job)
 
 
-def _spawned_worker(job: WorkerJob) -> int:
+#: Seconds a worker whose coordinator died waits for its trial to stop cleanly before it exits anyway.
+ORPHAN_GRACE = 30.0
+
+
+def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
+    """Watch the coordinator: when it is gone (killed with -9, say), stop this worker's trial as a
+    Ctrl-C would (resumable checkpoint, trial re-queued by `danlu study --resume`), then exit."""
+    import _thread
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        _thread.interrupt_main()
+        time.sleep(ORPHAN_GRACE)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="danlu-coordinator-watch", daemon=True).start()
+
+
+def _spawned_worker(job: WorkerJob, parent: int | None = None) -> int:
     import signal
 
     # Ctrl-C reaches the whole process group; the engine's handler in each worker stops its
     # trial at the end of the current step with a resumable checkpoint.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run_worker(job)
+    if parent is not None:
+        _exit_with_parent(parent)
+    try:
+        return run_worker(job)
+    finally:
+        if parent is not None and os.getppid() != parent:  # orphaned: the trial has stopped, nobody waits
+            os._exit(1)
 
 
 class LocalProcesses(Executor):
@@ -81,7 +108,7 @@ class LocalProcesses(Executor):
         job = dataclasses.replace(job, threads=job.threads or threads_per_worker(workers))
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_spawned_worker, job) for _ in range(workers)]
+            futures = [pool.submit(_spawned_worker, job, os.getpid()) for _ in range(workers)]
             try:
                 return sum(f.result() for f in futures)
             except KeyboardInterrupt:

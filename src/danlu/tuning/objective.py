@@ -251,14 +251,14 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
         pruning = OrderedPruning(study, pruner, min_resource, spec.reduction_factor)
     callback = TrialCallback(trial, pruning, min_resource, spec.prune)
     index = int(stage.get("index", 0))
-    name = f"{spec.name}.s{index}.t{trial.number}"
+    name = f"{spec.name}.s{index + 1}.t{trial.number}"
     started = time.time()
     result, error = None, None
     with _Heartbeat(storage, trial._trial_id):
         try:
             recipe = build_recipe(recipe_cls, spec.fixed, params)
             result = fit(
-                recipe, store=store, name=name, tags=[f"study:{spec.name}", f"stage:{index}"],
+                recipe, store=store, name=name, tags=[f"study:{spec.name}", f"stage:{index + 1}"],
                 note=f"study {spec.name}, stage {index}, trial {trial.number}", device=spec.device,
                 callbacks=[callback], progress=False, max_steps=stage.get("max_steps"),
                 data_fraction=float(stage.get("data_fraction", 1.0)),

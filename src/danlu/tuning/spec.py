@@ -13,7 +13,7 @@ from typing import Any
 from danlu.errors import DanluError
 from danlu.tuning.space import Space, parse_vary
 
-__all__ = ["StudySpec", "StudyError", "MODES", "PRUNERS", "prepare_spec", "build_recipe"]
+__all__ = ["pruning_plan", "StudySpec", "StudyError", "MODES", "PRUNERS", "prepare_spec", "build_recipe"]
 
 MODES = ("explore", "exploit")
 PRUNERS = ("asha", "hyperband", "none")
@@ -92,6 +92,17 @@ def build_recipe(recipe_cls, fixed: dict[str, str], params: dict[str, Any]):
     base = recipe_cls.from_strings(dict(fixed)).hparams()
     base.update(params)
     return recipe_cls(**base)
+
+
+def pruning_plan(spec: StudySpec, min_resource: int, steps: int) -> str:
+    """How pruning will go, in words: from which step, or why it cannot happen at all."""
+    if spec.prune == "none":
+        return "no pruning"
+    if min_resource >= steps:
+        return (f"no pruning can happen: trials of {steps} steps end before step {min_resource}, the first "
+                f"at which one may be pruned (a trial reports every {spec.probe_every} steps, probe_every); "
+                "lower --min-resource or probe_every")
+    return f"pruning ({spec.prune}) from step {min_resource} of {steps} (--min-resource)"
 
 
 def prepare_spec(spec: StudySpec, recipe_cls) -> StudySpec:

@@ -20,7 +20,7 @@ from typing import Any
 
 from danlu.tuning.objective import WorkerJob
 from danlu.tuning.space import parse_vary
-from danlu.tuning.spec import StudyError, StudySpec, prepare_spec
+from danlu.tuning.spec import StudyError, StudySpec, prepare_spec, pruning_plan
 from danlu.tuning.storage import (
     load_optuna_study,
     local_storage_url,
@@ -233,9 +233,8 @@ class Study:
                                          spec.stages[index], n, workers)
             if eta is not None:
                 line += f", estimated {_duration(eta)} (measured on stage {index})"
-        if spec.prune != "none":
-            line += f"; pruning {spec.prune} from step {stage.get('min_resource')} (--min-resource)"
-        say(line)
+        steps = int(stage.get("max_steps") or math.ceil(spec.budget_steps * min(fraction, 1.0)))
+        say(line + "; " + pruning_plan(spec, int(stage.get("min_resource") or spec.min_resource), steps))
 
     def _mark_storage_status(self, status: str) -> None:
         load_optuna_study(self.storage, self.spec.name, 0).set_user_attr("status", status)
