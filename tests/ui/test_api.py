@@ -19,8 +19,10 @@ def test_runs_table_rows_and_columns(client, sample):
     assert d["statuses"] == {"finished": 3, "running": 1, "failed": 1}
     base = next(r for r in d["runs"] if r["name"] == "baseline")
     assert base["note"] == "the default recipe" and base["tags"] == ["baseline"]
-    assert base["diagnosis"]["label"] == "learning"
+    assert base["diagnosis"]["label"] == "learning normally" and base["diagnosis"]["regime"] == "learning"
     assert base["duration"] > 0 and base["created"] > 0
+    assert base["primary"][0] in ("acc", "loss") and isinstance(base["primary"][1], float)
+    assert d["kind"] == "train" and d["kinds"]["train"] >= 4
     assert "repro" not in base                                    # table rows stay small
     # newest first by default
     assert d["runs"][0]["name"] == XSS
@@ -48,7 +50,7 @@ def test_run_page_data(client, sample):
     assert d["checkpoints"][0]["path"] == f"{rid}/checkpoints/best.pt"
     assert d["repro"]["git"]["diff"].startswith("diff --git")
     assert {r["kind"] for r in d["reports"]} == {"check", "diagnosis"}
-    assert d["diagnosis"]["label"] == "learning" and d["diagnosis"]["report_id"] == sample.report_ids["diagnosis"]
+    assert d["diagnosis"]["label"] == "learning normally" and d["diagnosis"]["report_id"] == sample.report_ids["diagnosis"]
     assert d["metrics"]["best_val_loss"] > 0
     # by name, by prefix, "last"
     assert client.get("/api/runs/baseline").json()["id"] == rid

@@ -112,7 +112,8 @@ def test_runs_table(env, page):
     headers = page.locator("table.runs thead th").all_text_contents()
     assert any(h.startswith("hidden") for h in headers) and any(h.startswith("lr") for h in headers)
     assert not any(h.startswith("batch_size") for h in headers)      # constant: not a column
-    assert any(h.startswith("best_val_loss") for h in headers)
+    assert [h.rstrip(" ▲▼") for h in headers[1:5]] == ["name", "status", "best", "diagnosis"]  # outcome first
+    assert not any(h.startswith("best_val_loss") for h in headers)   # metrics wait in the column chooser
     row = page.locator(f"tr[data-id='{sample.ids['baseline']}']")
     assert row.locator(".badge").first.text_content() == "finished"
     assert "learning" in row.locator("td.diag").text_content()
@@ -280,3 +281,146 @@ def test_long_series_reaches_the_browser_downsampled(env, page):
     total = int(page.get_attribute(".chart[data-title='loss']", "data-total"))
     assert points <= 2000 and total > 50_000
     assert canvas_ink(page, ".chart[data-title='loss']") > 500
+
+
+# ---------------------------------------------------------------- issue 14: the runs table
+def _study(store, name: str, trials: int = 6) -> list[str]:
+    """A study run and its trials (tagged study:NAME), with a stored importance report."""
+    from danlu.report import Finding, Report
+
+    study = store.create_run(name=name, kind="study", config={"vary": ["lr", "hidden"]})
+    ids = []
+    for k in range(trials):
+        lr, hidden = 10 ** (-4 + 3 * k / (trials - 1)), 32 * (1 + k % 3)
+        run = store.create_run(name=f"{name}.s1.t{k}", config={"lr": lr, "hidden": hidden, "seed": 0},
+                               tags=[f"study:{name}", "stage:1"])
+        store.update_run(run.id, status="finished", ended=time.time(),
+                         summary={"best_val_loss": 1.0 - 0.1 * k, "best_val_acc": 0.5 + 0.07 * k})
+        ids.append(run.id)
+    report = Report(kind="study", title=name, findings=[Finding(
+        "H1", "importance", "info", "lr explains most", evidence={"importance": {
+            "lr": {"share": 0.8, "variance": 1.0, "kruskal_p": 0.01},
+            "hidden": {"share": 0.2, "variance": 0.2, "kruskal_p": 0.4}}})])
+    store.save_report(study.id, "study", report.to_dict())
+    store.update_run(study.id, status="finished", ended=time.time())
+    return ids
+
+
+def test_kinds_studies_and_the_column_chooser(env, page):
+    sample, server, _ = env
+    store = sample.store
+    check = store.create_run(name="a-check", kind="check", config={"lr": 3e-4})
+    store.update_run(check.id, status="finished", ended=time.time())
+    trials = _study(store, "tune-lr")
+    page.goto(server.url_page)
+    page.wait_for_selector("#kinds button[data-kind='check']")       # the table asks again until it sees them
+    # training runs by default; the check is one click away, with a kind column when kinds mix
+    assert page.locator(f"tr[data-id='{check.id}']").count() == 0
+    assert page.locator("#kinds button[data-kind='check']").text_content() == "check (1)"
+    page.click("#kinds button[data-kind='all']")
+    page.wait_for_selector(f"tr[data-id='{check.id}']")
+    assert "kind" in [h.rstrip(" ▲▼") for h in page.locator("table.runs thead th").all_text_contents()]
+    page.click("#kinds button[data-kind='train']")
+    page.wait_for_selector("tr.study[data-study='tune-lr']")
+    # a study's trials fold into one row that opens
+    assert page.locator(f"tr[data-id='{trials[0]}']").count() == 0
+    study_row = page.locator("tr.study[data-study='tune-lr']")
+    assert "6 trials" in study_row.text_content() and "acc 0.85" in study_row.locator("td.best").text_content()
+    study_row.locator("button.expand").click()
+    page.wait_for_selector(f"tr.member[data-id='{trials[0]}']")
+    assert page.locator("tr.member").count() == 6
+    shot(page, "runs-study-open")
+    # the column chooser: a metric column on, remembered for this store across reloads
+    page.click("#columns")
+    page.check("#column-chooser input[data-column='m:best_val_loss']")
+    page.wait_for_selector("th[data-column='m:best_val_loss']")
+    page.uncheck("#column-chooser input[data-column='note']")
+    page.wait_for_function("() => !document.querySelector(\"th[data-column='note']\")")
+    page.reload()
+    page.wait_for_selector("th[data-column='m:best_val_loss']")
+    assert page.locator("th[data-column='note']").count() == 0
+    page.click("#columns")
+    page.click("#column-chooser button:has-text('defaults')")
+    page.wait_for_selector("th[data-column='note']")
+
+
+def test_parallel_coordinates_of_a_study(env, page):
+    sample, server, _ = env
+    trials = _study(sample.store, "tune-par", trials=8)
+    page.goto(server.url_page)
+    page.wait_for_selector("tr.study[data-study='tune-par']", timeout=20_000)
+    page.locator("tr.study[data-study='tune-par'] a:has-text('parallel coordinates')").click()
+    page.wait_for_selector("#parallel-plot polyline.run")
+    assert page.locator("#parallel-plot polyline.run").count() == 8
+    axes = page.eval_on_selector_all("#parallel-plot g.axis", "els => els.map(e => e.dataset.axis)")
+    assert axes == ["lr", "hidden", "outcome"]                   # ordered by the study's importance
+    assert page.locator("#importance tr").count() == 2
+    assert page.get_attribute("#parallel-plot", "data-shown") == "8"
+    shot(page, "parallel")
+    # brush the lr axis over its upper half: only the runs with large lr stay coloured
+    box = page.locator("#parallel-plot g.axis[data-axis='lr'] rect.axis-hit").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=4)
+    page.mouse.up()
+    page.wait_for_function("() => +document.querySelector('#parallel-plot').dataset.shown < 8")
+    shown = int(page.get_attribute("#parallel-plot", "data-shown"))
+    assert 2 <= shown <= 5
+    shot(page, "parallel-brushed")
+    # hover names the run; a click opens it (events sent to the line: its middle lies on an axis's brush band)
+    page.locator("#parallel-plot polyline.kept").last.dispatch_event("mouseenter")
+    assert "tune-par.s1.t" in page.locator("#parallel-info").text_content()
+    page.locator("#parallel-plot polyline.kept").last.dispatch_event("click")
+    page.wait_for_selector(".run-name")
+    assert page.locator(".run-name").text_content().startswith("tune-par.s1.t")
+    assert trials
+
+
+def test_log_scale_toggle_and_full_series_names(env, page):
+    sample, server, _ = env
+    page.goto(server.url_page + "#/run/" + sample.ids["baseline"])
+    page.wait_for_selector(".chart[data-title='loss'][data-points] canvas")
+    title = page.locator(".chart[data-title='loss'] .chart-title").text_content()
+    assert "train/loss" in title and "val/loss" in title and "val/probe_loss" in title
+    page.click(".chart[data-title='loss'] button.log-toggle")
+    page.wait_for_function("() => document.querySelector(\".chart[data-title='loss']\").dataset.log === 'true'")
+    page.wait_for_selector(".chart[data-title='loss'] canvas")
+    assert canvas_ink(page, ".chart[data-title='loss']") > 500
+    assert page.locator(".chart[data-title='epoch']").count() == 0
+
+
+def test_outcome_and_diagnosis_fit_1280x800_with_30_hyperparameters(env, tmp_path_factory):
+    """At 1280x800 the best metric and the diagnosis are on screen without scrolling sideways, even
+    when 30 hyperparameters vary between the runs; screenshots go to test-artifacts/ui/."""
+    from danlu.store import open_store
+    from danlu.ui.app import create_app
+
+    store = open_store(tmp_path_factory.mktemp("wide") / "store")
+    for k in range(12):
+        config = {f"hyperparameter_number_{j:02d}": (k + 1) * (j + 1) * 1.2345 for j in range(30)}
+        run = store.create_run(name=f"run-with-a-fairly-long-name-{k:02d}", config=config,
+                               note="a note long enough to be cut to one line in the table " * 3)
+        store.update_run(run.id, status="finished", ended=time.time() + 30,
+                         summary={"best_val_loss": 0.5 + k / 100, "best_val_acc": 0.9 - k / 100,
+                                  "diagnosis": "overfitting" if k % 2 else "learning"})
+    with LiveServer(create_app(store)) as server:
+        context = env[2].browser.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            tab = context.new_page()
+            tab.goto(server.url + "/")
+            tab.wait_for_selector("table.runs tbody tr[data-id]")
+            assert tab.evaluate("document.scrollingElement.scrollWidth") <= 1280
+            wrap = tab.locator(".table-wrap").bounding_box()
+            for selector in ("td.best", "td.diag"):
+                cells = tab.locator(f"table.runs tbody tr[data-id] {selector}")
+                assert cells.count() == 12
+                for k in range(cells.count()):
+                    box = cells.nth(k).bounding_box()
+                    assert box["x"] >= wrap["x"] and box["x"] + box["width"] <= min(1280, wrap["x"] + wrap["width"]), \
+                        (selector, box, wrap)
+            assert "overfitting" in tab.locator("table.runs td.diag").all_text_contents()
+            notes = tab.locator("table.runs td.note .one-line").first.bounding_box()
+            assert notes["height"] < 30                                  # one line, the full text on hover
+            tab.screenshot(path=str(SHOTS / "runs-1280x800.png"))
+        finally:
+            context.close()

@@ -177,3 +177,51 @@ def test_vendored_uplot_keeps_its_licence():
     assert "MIT License" in (folder / "LICENSE").read_text()
     assert (folder / "uPlot.esm.js").stat().st_size > 50_000
     assert unsafe_dom_calls((folder / "uPlot.esm.js").read_text()) == []
+
+
+def test_the_address_it_binds_is_an_allowed_host(sample):
+    """`danlu ui --host 127.0.0.2` prints http://127.0.0.2:PORT; that address must answer (issue 14)."""
+    from danlu.ui.server import allowed_hosts_for
+
+    allowed = allowed_hosts_for("127.0.0.2", None)
+    assert "127.0.0.2" in allowed and "localhost" in allowed
+    assert allowed_hosts_for("127.0.0.1", "tok") is None and allowed_hosts_for("0.0.0.0", "tok") is None
+    with TestClient(create_app(sample.store, allowed_hosts=allowed)) as c:
+        assert c.get("/api/runs", headers={"host": "127.0.0.2:8765"}).status_code == 200
+        assert c.get("/api/runs", headers={"host": "evil.example:8765"}).status_code == 403
+
+
+def test_bad_edits_are_400_and_large_bodies_are_refused(client, sample):
+    rid = sample.ids["wide"]
+    before = sample.store.get_run(rid)
+    r = client.patch(f"/api/runs/{rid}", json={"tags": ["ok", "bad\x07tag"]})
+    assert r.status_code == 400 and "control characters" in r.json()["error"]
+    r = client.patch(f"/api/runs/{rid}", json={"note": "ring\x07"})
+    assert r.status_code == 400
+    assert client.patch(f"/api/runs/{rid}", json={"note": "two\nlines"}).status_code == 200
+    big = b'{"note": "' + b"x" * (50 * 1024 * 1024) + b'"}'
+    r = client.patch(f"/api/runs/{rid}", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    def chunks():                               # no Content-Length: the body arrives in pieces
+        for _ in range(1000):
+            yield b"x" * 4096
+
+    r = client.patch(f"/api/runs/{rid}", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert sample.store.get_run(rid).tags == before.tags
+
+
+def test_the_body_reader_stops_at_the_limit():
+    """The guard reads a streamed body only up to the limit; the rest is never pulled off the socket."""
+    import asyncio
+
+    from danlu.ui.guard import _read_body
+
+    pulled = 0
+
+    async def receive():
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    assert asyncio.run(_read_body(receive, 10 * 1024)) is None and pulled == 11

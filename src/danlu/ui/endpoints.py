@@ -188,8 +188,13 @@ def _files(root: Path, runs_root: Path, limit: int = 500) -> list[dict[str, Any]
 
 
 # -------------------------------------------------------------- endpoints
+#: The runs the table shows by default: training runs (from `danlu train`, a study, or `danlu.init`).
+TRAINING_KINDS = frozenset({"train", "init"})
+
+
 def list_runs(request: Request) -> Response:
-    """The runs table: filtered, sorted, one page of rows.
+    """The runs table: filtered (by default to training runs; ``kind=all`` or ``kind=check,audit``
+    for others), sorted, one page of rows.
 
     Also returns the hyperparameters that vary among the matched runs, the summary
     metrics they report, every tag and the count of runs by status.
@@ -201,14 +206,21 @@ def list_runs(request: Request) -> Response:
     limit = _int_param(request, "limit", 200, 1, 100_000)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     records = dash.runs.get()
+    ids = frozenset(i for part in params.getlist("ids") for i in part.split(",") if i)
+    kind = params.get("kind", "") or ("all" if ids else "train")
     key = (params.get("q", ""), tuple(params.getlist("status")), tuple(params.getlist("tag")),
-           params.get("sort") or "-created")
+           params.get("sort") or "-created", kind, ids)
     memo = dash.queries.get(key)
     if memo is not None and memo[0] is records:       # same run list, same question: same answer
         _, rows, as_json, matched, head_data = memo
     else:
         rows, as_json = dash.rows.index(records)
-        matched = sort_rows(filter_rows(rows, query), key[3])
+        kinds = Counter(r.kind for r in rows)
+        wanted = None if kind == "all" else TRAINING_KINDS if kind == "train" else set(kind.split(","))
+        shown = rows if wanted is None else [r for r in rows if r.kind in wanted]
+        if ids:
+            shown = [r for r in shown if r.id in ids]
+        matched = sort_rows(filter_rows(shown, query), key[3])
         metrics: Counter[str] = Counter()
         for names, count in Counter(tuple(row.metrics) for row in matched).items():
             for name in names:
@@ -219,6 +231,9 @@ def list_runs(request: Request) -> Response:
             "varying": varying_keys(r.config for r in matched),
             "metrics": [k for k, _ in sorted(metrics.items(), key=lambda kv: (-kv[1], kv[0]))],
             **dash.rows.totals(records),
+            "kinds": dict(sorted(kinds.items())),
+            "kind": kind,
+            "store": str(dash.store.root),
         }
         with dash.lock:
             dash.queries[key] = (records, rows, as_json, matched, head_data)
@@ -275,10 +290,13 @@ async def edit_run(request: Request) -> Response:
         if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
             raise ApiError(400, f"tags must be a list of at most {MAX_TAGS} texts")
         tags = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
-        bad = [t for t in tags if len(t) > MAX_TAG or "," in t or any(c.isspace() for c in t)]
+        bad = [t for t in tags if len(t) > MAX_TAG or "," in t
+               or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in t)]
         if bad:
             raise ApiError(400, f"tag {bad[0]!r} is not valid: at most {MAX_TAG} characters, "
-                                "no spaces or commas")
+                                "no spaces, commas or control characters")
+    if note is not None and any(ord(c) < 32 and c not in "\n\t" for c in note):
+        raise ApiError(400, "note must be plain text (line breaks and tabs are fine, other control characters not)")
 
     def write() -> RunRecord:
         with dash.lock:
@@ -488,7 +506,10 @@ ENDPOINTS: list[Endpoint] = [
         ApiParam("status", description="only runs with this status", repeat=True),
         ApiParam("tag", description="only runs with this tag", repeat=True),
         ApiParam("sort", description="field, '-' first for descending: created, name, status, duration, "
-                                  "config.NAME, metrics.NAME"),
+                                  "primary, config.NAME, metrics.NAME"),
+        ApiParam("kind", description="train (default: training runs), all, or kinds joined by commas "
+                                  "(check,audit,lr,study,cases,...)"),
+        ApiParam("ids", description="only these runs (ids joined by commas); any kind", repeat=True),
         ApiParam("limit", type="integer", description="rows per page (default 200)"),
         ApiParam("offset", type="integer", description="rows to skip"),
     ]),

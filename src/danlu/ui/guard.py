@@ -28,10 +28,12 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qs
 
-__all__ = ["GuardMiddleware", "artefact_path", "LOOPBACK_HOSTS", "COOKIE", "CSP"]
+__all__ = ["GuardMiddleware", "artefact_path", "LOOPBACK_HOSTS", "COOKIE", "CSP", "MAX_BODY"]
 
 COOKIE = "danlu_token"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+#: The largest request body accepted (a note and tags are a few kilobytes); larger is refused unread.
+MAX_BODY = 64 * 1024
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -100,6 +102,15 @@ class GuardMiddleware:
             if not headers.get("content-type", "").startswith("application/json"):
                 await _refuse(send, 415, "send the change as JSON (Content-Type: application/json)")
                 return
+            length = headers.get("content-length", "")
+            if length and (not length.isdigit() or int(length) > MAX_BODY):
+                await _refuse(send, 413, f"the request body is larger than {MAX_BODY // 1024} KB")
+                return
+            body = await _read_body(receive, MAX_BODY)
+            if body is None:
+                await _refuse(send, 413, f"the request body is larger than {MAX_BODY // 1024} KB")
+                return
+            receive = _replay(body)
 
         token = self.token
 
@@ -139,6 +150,35 @@ class GuardMiddleware:
             if COOKIE in cookie:
                 return cookie[COOKIE].value, False
         return None, False
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes (the rest is not read)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _hostname(host: str) -> str:

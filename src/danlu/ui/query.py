@@ -45,7 +45,7 @@ _COMPARISON = re.compile(r"^([A-Za-z_][\w./-]*?)(<=|>=|!=|<|>|=)(.+)$")
 _RANGE = re.compile(r"^([A-Za-z_][\w./-]*?):(.*)\.\.(.*)$")
 
 #: Row fields the table can sort by (besides ``config.<name>`` and ``metrics.<name>``).
-SORT_FIELDS = ("name", "status", "created", "duration", "note", "kind", "recipe", "diagnosis", "id")
+SORT_FIELDS = ("name", "status", "created", "duration", "note", "kind", "recipe", "diagnosis", "id", "primary")
 
 
 class QueryError(ValueError):
@@ -177,6 +177,8 @@ def filter_rows(rows: Sequence[Row], query: Query) -> list[Row]:
 def _getter(key: str) -> Callable[[Row], Any]:
     if key == "diagnosis":
         return lambda row: (row.diagnosis or {}).get("label")
+    if key == "primary":
+        return lambda row: row.primary[1] if row.primary else None
     if key in SORT_FIELDS:
         return lambda row: getattr(row, key)
     section, name = key.split(".", 1)

@@ -17,7 +17,8 @@ from typing import Any
 from danlu.plain import flatten
 from danlu.store.base import RunRecord
 
-__all__ = ["Row", "RowCache", "to_row", "diagnosis_of", "diagnosis_from_report", "metrics_of", "varying_keys"]
+__all__ = ["Row", "RowCache", "to_row", "diagnosis_of", "diagnosis_from_report", "metrics_of", "varying_keys",
+           "primary_of", "group_of"]
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Row:
     ended: float | None
     duration: float | None
     parent: str | None = None
+    primary: list[Any] | None = None     # [metric name, best value]: the outcome the table leads with
+    group: str | None = None             # the study a trial belongs to (its "study:NAME" tag)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,7 +130,9 @@ def diagnosis_of(summary: dict[str, Any]) -> dict[str, str] | None:
     if diag is None or diag == "" or diag == {}:
         return None
     if isinstance(diag, str):
-        return {"label": diag, "summary": "", "status": ""}
+        from danlu.curves.diagnosis import regime_title
+
+        return {"label": regime_title(diag), "summary": "", "status": "", "regime": diag}
     if not isinstance(diag, dict):
         return {"label": str(diag), "summary": "", "status": ""}
     findings = diag.get("findings")
@@ -181,6 +186,21 @@ def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def primary_of(summary: dict[str, Any]) -> list[Any] | None:
+    """The run's headline outcome: its first best validation metric, else its best validation loss."""
+    for key, value in summary.items():
+        if key.startswith("best_val_") and key != "best_val_loss" and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            return [key[len("best_val_"):], value]
+    value = summary.get("best_val_loss")
+    return ["loss", value] if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def group_of(tags: Iterable[str]) -> str | None:
+    """The study a run belongs to, from its "study:NAME" tag."""
+    return next((t[len("study:"):] for t in tags if t.startswith("study:")), None)
+
+
 def to_row(run: RunRecord) -> Row:
     """The table row of one run (no reproducibility record, no command line)."""
     summary = run.summary if isinstance(run.summary, dict) else {}
@@ -198,6 +218,8 @@ def to_row(run: RunRecord) -> Row:
         created=run.created,
         ended=run.ended,
         duration=run.duration,
+        primary=primary_of(summary),
+        group=group_of(run.tags or ()),
         parent=run.parent,
     )
 

@@ -18,7 +18,7 @@ from danlu.errors import DanluError
 from danlu.store.base import Store
 from danlu.ui.guard import LOOPBACK_HOSTS
 
-__all__ = ["serve", "is_loopback", "url_for", "bind", "new_token"]
+__all__ = ["serve", "is_loopback", "url_for", "bind", "new_token", "allowed_hosts_for"]
 
 
 def is_loopback(host: str) -> bool:
@@ -35,6 +35,15 @@ def is_loopback(host: str) -> bool:
 def new_token() -> str:
     """A fresh random token, for users who want one without inventing it."""
     return secrets.token_urlsafe(24)
+
+
+def allowed_hosts_for(host: str, token: str | None) -> tuple[str, ...] | None:
+    """The Host names a dashboard bound to `host` answers (None: any, as a token guards it): on loopback
+    without a token, the loopback names and the address it was told to bind (127.0.0.2 is loopback too)."""
+    if token or not is_loopback(host):
+        return None
+    bound = host.strip().lower()
+    return tuple(dict.fromkeys([*LOOPBACK_HOSTS, bound, f"[{bound.strip('[]')}]" if ":" in bound else bound]))
 
 
 def url_for(host: str, port: int, token: str | None = None, page: str = "") -> str:
@@ -94,7 +103,7 @@ def serve(
             f"(for example {new_token()}) so only people with the link can open it, or stay on "
             "127.0.0.1"
         )
-    app = create_app(store, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback and not token else None)
+    app = create_app(store, token=token, allowed_hosts=allowed_hosts_for(host, token))
     threading.Thread(target=app.state.dashboard.warm, name="danlu-ui-warm", daemon=True).start()
     sock = bind(host, port)
     actual = sock.getsockname()[1]

@@ -1,4 +1,4 @@
-// The dashboard's entry point: a hash router over four pages. Plain ES modules,
+// The dashboard's entry point: a hash router over its pages. Plain ES modules,
 // no build step; uPlot is vendored under ./vendor/uplot (MIT, see its LICENSE).
 
 import { api } from './api.js';
@@ -6,6 +6,7 @@ import { h, clear, errorBox } from './dom.js';
 import * as runs from './runs.js';
 import * as run from './run.js';
 import * as compare from './compare.js';
+import * as parallel from './parallel.js';
 import * as reports from './report.js';
 
 const main = document.getElementById('main');
@@ -31,6 +32,7 @@ function route() {
       a.dataset.nav === (parts[0] === 'report' || parts[0] === 'reports' ? 'reports' : 'runs')));
     if (!parts.length || parts[0] === 'runs') { document.title = 'danlu · runs'; cleanup = runs.render(main, params); }
     else if (parts[0] === 'run' && parts[1]) { document.title = 'danlu · ' + parts[1]; cleanup = run.render(main, parts[1]); }
+    else if (parts[0] === 'parallel' && parts[1]) { document.title = 'danlu · parallel coordinates'; cleanup = parallel.render(main, parts[1].split(',').filter(Boolean), params); }
     else if (parts[0] === 'compare' && parts[1]) { document.title = 'danlu · compare'; cleanup = compare.render(main, parts[1].split(',').filter(Boolean)); }
     else if (parts[0] === 'reports') { document.title = 'danlu · reports'; cleanup = reports.renderList(main); }
     else if (parts[0] === 'report' && parts[1]) { document.title = 'danlu · report ' + parts[1]; cleanup = reports.renderOne(main, parts[1]); }

@@ -56,8 +56,10 @@ export function styleOf(name) {
 
 export class Chart {
   // curves: [{run, series, label, color, style}]
-  constructor(container, { title, curves, smoothing = 0, points = POINTS_PER_CHART, onError }) {
+  // title: the chart's key (data-title); label: what it shows (the full series names, by default the title).
+  constructor(container, { title, label, curves, smoothing = 0, points = POINTS_PER_CHART, onError }) {
     this.curves = curves;
+    this.log = false;
     this.smoothing = smoothing;
     this.points = points;
     this.window = null; // {start, end} when zoomed
@@ -66,10 +68,12 @@ export class Chart {
     this.seq = 0;
     this.el = h('div', { class: 'chart', dataset: { title, curves: String(curves.length) } });
     this.head = h('div', { class: 'chart-head' },
-      h('span', { class: 'chart-title', text: title }),
+      h('span', { class: 'chart-title', text: label || title }),
       this.caption = h('span', { class: 'chart-caption muted' }),
       this.resetBtn = h('button', { class: 'small', type: 'button', text: 'reset zoom', hidden: true,
-        onclick: () => this.zoom(null) }));
+        onclick: () => this.zoom(null) }),
+      this.logBtn = h('button', { class: 'small log-toggle', type: 'button', text: 'log y', 'aria-pressed': 'false',
+        title: 'logarithmic y axis (for losses that fall over decades)', onclick: () => this.setLog(!this.log) }));
     this.plotEl = h('div', { class: 'plot' });
     this.el.append(this.head, this.plotEl);
     container.append(this.el);
@@ -106,6 +110,14 @@ export class Chart {
 
   setSmoothing(w) {
     this.smoothing = w;
+    if (this.raw) this.draw();
+  }
+
+  setLog(on) {
+    this.log = on;
+    this.logBtn.setAttribute('aria-pressed', String(on));
+    this.el.dataset.log = on ? 'true' : '';
+    if (this.u) { this.u.destroy(); this.u = null; }
     if (this.raw) this.draw();
   }
 
@@ -148,6 +160,9 @@ export class Chart {
     this.caption.textContent = `${shown.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} points` +
       (this.window ? ` · steps ${fmtNum(this.window.start)}–${fmtNum(this.window.end)}` : '') +
       (bad.length ? ` · NaN/Inf in ${bad.map((s) => `${s.name} from step ${s.first_nonfinite}`).join(', ')}` : '');
+    const positive = this.raw.series.every((s) => s.values.every((v) => v === null || !Number.isFinite(v) || v > 0));
+    this.logBtn.disabled = !positive;   // a log axis cannot show values at or below zero
+    if (!positive && this.log) { this.log = false; this.el.dataset.log = ''; if (this.u) { this.u.destroy(); this.u = null; } }
     this.el.dataset.points = String(shown);
     this.el.dataset.series = String(series.length - 1);
     this.el.dataset.total = String(total);
@@ -164,7 +179,7 @@ export class Chart {
       width: this.width(),
       height: 240,
       series,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
       axes: [{ label: 'step', size: 40 }, { size: 60, values: (u, vals) => vals.map(fmtNum) }],
       cursor: { drag: { x: true, y: false, setScale: false } },
       legend: { live: true },

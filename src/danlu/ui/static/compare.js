@@ -24,7 +24,7 @@ export function render(main, ids) {
       h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', { text: 'Curves' }),
         smoothingControl(smoothing, (w) => { smoothing = w; charts.forEach((c) => c.setSmoothing(w)); }),
         h('span', { class: 'muted', text: 'drag to zoom, double-click to reset' })), chartBox));
-    const names = Object.keys(d.series).sort();
+    const names = Object.keys(d.series).filter((n) => !/^(epoch|step|global_step)$/.test(n)).sort();
     const message = h('div');
     main.append(message);
     for (const [, group] of groupSeries(names)) {

@@ -39,6 +39,8 @@ export const link = {
   runs: (q) => '#/' + (q ? '?q=' + encodeURIComponent(q) : ''),
   run: (id) => '#/run/' + encodeURIComponent(id),
   compare: (ids) => '#/compare/' + ids.map(encodeURIComponent).join(','),
+  parallel: (ids, study) => '#/parallel/' + ids.map(encodeURIComponent).join(',')
+    + (study ? '?study=' + encodeURIComponent(study) : ''),
   reports: () => '#/reports',
   report: (id) => '#/report/' + encodeURIComponent(id),
   file: (path) => '/api/files/' + String(path).split('/').map(encodeURIComponent).join('/'),

@@ -9,6 +9,9 @@ import { valueView, reproView } from './views.js';
 import { splitTags } from './runs.js';
 
 
+//: Series that are bookkeeping, not curves.
+const NOT_A_CURVE = /^(epoch|step|global_step)$/;
+
 export function render(main, id) {
   let alive = true, timer = null, charts = [], smoothing = 0.6, seriesKey = '', lastStatus = null;
   const head = h('div', { class: 'run-head' });
@@ -99,16 +102,18 @@ export function render(main, id) {
     charts.forEach((c) => c.destroy());
     charts = [];
     clear(chartBox);
-    if (!run.series.length) {
+    const plotted = run.series.filter((n) => !NOT_A_CURVE.test(n));  // "epoch" against step says nothing
+    if (!plotted.length) {
       chartBox.append(h('p', { class: 'muted', text: 'No curves logged yet.' }));
       return;
     }
     let color = 0;
     const colors = {};
-    for (const name of run.series) colors[name] = PALETTE[color++ % PALETTE.length];
-    for (const [title, names] of groupSeries(run.series)) {
+    for (const name of plotted) colors[name] = PALETTE[color++ % PALETTE.length];
+    for (const [title, names] of groupSeries(plotted)) {
       const chart = new Chart(chartBox, {
         title,
+        label: names.join(' · '),
         curves: names.map((n) => ({ run: run.id, series: n, label: n, color: colors[n], style: styleOf(n) })),
         smoothing,
         onError: (e) => clear(message).append(errorBox(e)),
