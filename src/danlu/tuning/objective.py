@@ -259,7 +259,7 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
             recipe = build_recipe(recipe_cls, spec.fixed, params)
             result = fit(
                 recipe, store=store, name=name, tags=[f"study:{spec.name}", f"stage:{index + 1}"],
-                note=f"study {spec.name}, stage {index}, trial {trial.number}", device=spec.device,
+                note=f"study {spec.name}, stage {index + 1}, trial {trial.number}", device=spec.device,
                 callbacks=[callback], progress=False, max_steps=stage.get("max_steps"),
                 data_fraction=float(stage.get("data_fraction", 1.0)),
             )

@@ -106,7 +106,7 @@ def load_optuna_study(storage, name: str, stage: int, sampler=None):
     try:
         return optuna.load_study(study_name=stage_study_name(name, stage), storage=storage, sampler=sampler)
     except KeyError as exc:
-        raise StudyError(f"The storage has no study '{name}' (stage {stage}). Start it with "
+        raise StudyError(f"The storage has no study '{name}' (stage {stage + 1}). Start it with "
                          f"`danlu study RECIPE --vary ... --name {name}`.") from exc
 
 
