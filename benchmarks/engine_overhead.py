@@ -1,12 +1,14 @@
-"""Engine step time beside a plain PyTorch loop on the same model and data (issue 2).
+"""Engine step time and whole-run time beside a plain PyTorch loop and Lightning's Trainer (issues 2, 12).
 
     .venv/bin/python benchmarks/engine_overhead.py [--epochs 6] [--device cpu]
+    (the Lightning row needs `pip install lightning`; it is skipped without it)
 
-Both loops train examples/digits.py's CNN on the same batches; the engine runs with full
-tracking on (every batch logged, lr logged, validation probe every 50 steps, checkpoints,
-progress display). Per-step time is measured between optimizer steps inside an epoch, so
-the once-per-epoch full validation (which a plain loop would also need) is left out of
-both; the validation probes (T1) are counted against the engine.
+All loops train examples/digits.py's CNN on the same batches with the same optimizer and
+schedule; the engine runs with full tracking on (every batch logged, lr logged, validation
+probe every 50 steps, checkpoints, resource monitor), Lightning with its defaults minus the
+progress bar (logging every step, checkpointing, a validation pass per epoch). Per-step time
+is measured between optimizer steps inside an epoch, so the once-per-epoch validation is left
+out of all; the whole-run time is the wall clock of the call that trains (set-up included).
 """
 
 from __future__ import annotations
@@ -45,6 +47,55 @@ class StepTimer:
 
     def on_epoch_end(self, state) -> None:
         self._last = time.perf_counter()
+
+
+def lightning_loop(recipe, epochs: int, device) -> list[float] | None:
+    """Lightning's Trainer on the same model, optimizer, schedule and loaders; None without lightning."""
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+    seed_everything(recipe.seed)
+    train, val = recipe.data()
+    recipe.resolve_task(train)
+    train_loader, val_loader = recipe.loaders(train, val)
+    times: list[float] = []
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = recipe.model()
+            self._last = 0.0
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = recipe.loss(self.net(x), y)
+            self.log("train/loss", loss)
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val/loss", recipe.loss(self.net(x), y))
+
+        def on_train_epoch_start(self) -> None:
+            self._last = time.perf_counter()
+
+        def on_train_batch_end(self, *args) -> None:
+            now = time.perf_counter()
+            times.append(now - self._last)
+            self._last = now
+
+        def configure_optimizers(self):
+            opt = recipe.optimizer(self.parameters())
+            sched = recipe.scheduler(opt, epochs * len(train_loader))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                            default_root_dir=tmp, enable_progress_bar=False, enable_model_summary=False,
+                            log_every_n_steps=1, logger=L.pytorch.loggers.CSVLogger(tmp))
+        trainer.fit(Module(), train_loader, val_loader)
+    return times
 
 
 def plain_loop(recipe, epochs: int, device) -> list[float]:
@@ -89,14 +140,23 @@ def engine_step_overhead(epochs: int = 6, device: str = "cpu", repeats: int = 3)
         ("plain PyTorch loop", lambda r: plain_loop(r, epochs, device)),
         ("danlu fit (tracking, no display)", lambda r: engine_loop(r, epochs, device, False)),
         ("danlu fit (tracking + progress display)", lambda r: engine_loop(r, epochs, device, True)),
+        ("Lightning Trainer (no progress bar)", lambda r: lightning_loop(r, epochs, device)),
     ]:
-        means, medians = [], []
+        means, medians, walls = [], [], []
+        times: list[float] | None = []
         for _ in range(repeats):
             recipe = load_recipe(recipe_path, [f"epochs={epochs}", "patience=0"])
+            started = time.perf_counter()
             times = run(recipe)
+            if times is None:
+                break
+            walls.append(time.perf_counter() - started)
             means.append(statistics.fmean(times))
             medians.append(statistics.median(times))
-        rows[label] = {"mean_ms": 1e3 * min(means), "median_ms": 1e3 * min(medians), "steps": len(times)}
+        if times is None:
+            continue
+        rows[label] = {"mean_ms": 1e3 * min(means), "median_ms": 1e3 * min(medians), "steps": len(times),
+                       "wall_s": min(walls)}
     base = rows["plain PyTorch loop"]
     for row in rows.values():
         row["mean_overhead_%"] = 100 * (row["mean_ms"] / base["mean_ms"] - 1)
@@ -111,10 +171,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     rows = engine_step_overhead(args.epochs, args.device, args.repeats)
-    print(f"{'loop':<42} {'steps':>6} {'mean ms':>9} {'median ms':>10} {'mean +%':>8} {'median +%':>10}")
+    print(f"{'loop':<42} {'steps':>6} {'mean ms':>9} {'median ms':>10} {'mean +%':>8} {'median +%':>10} {'run s':>7}")
     for label, r in rows.items():
         print(f"{label:<42} {r['steps']:>6} {r['mean_ms']:>9.3f} {r['median_ms']:>10.3f} "
-              f"{r['mean_overhead_%']:>8.1f} {r['median_overhead_%']:>10.1f}")
+              f"{r['mean_overhead_%']:>8.1f} {r['median_overhead_%']:>10.1f} {r['wall_s']:>7.2f}")
 
 
 if __name__ == "__main__":

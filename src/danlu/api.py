@@ -323,6 +323,7 @@ def reproduce(run: str, *, store: StoreLike = None, tolerance: float = 0.0, devi
     """Re-run a recorded run with its own code snapshot, hyperparameters and seed, then compare
     every logged point of the new run with the recorded one (0 tolerance: bit-identical)."""
     from danlu.engine import fit
+    from danlu.monitor import RESOURCE_PREFIX
     from danlu.rebuild import recipe_from_run
 
     the_store = as_store(store, create=False)
@@ -333,6 +334,8 @@ def reproduce(run: str, *, store: StoreLike = None, tolerance: float = 0.0, devi
     out = Reproduction(record.id, result.run_id, tolerance, fit=result)
     new_series = set(the_store.series_names(result.run_id))
     for name in the_store.series_names(record.id):
+        if name.startswith(RESOURCE_PREFIX):  # CPU, memory, data wait: measurements of the machine, not results
+            continue
         if name in new_series:
             out.series[name] = compare_series(the_store.read_series(record.id, name),
                                               the_store.read_series(result.run_id, name))

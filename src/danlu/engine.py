@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,14 @@ from typing import Any
 import torch
 
 from danlu.device import resolve_device, to_device
+from danlu.distributed import Dist
 from danlu.events import EVENTS, Callback, Event, check_hooks
+from danlu.monitor import DataWait, ResourceMonitor
 from danlu.recipe import Recipe, recipe_source, recipe_spec
 from danlu.repro import rng_state, set_rng_state
-from danlu.step import prepare
+from danlu.step import TrainStep, prepare
 from danlu.store.base import RunStatus, Store
-from danlu.track import Run, open_run, reopen_run
+from danlu.track import FollowerRun, Run, open_run, reopen_run
 
 __all__ = ["fit", "FitState", "FitResult", "Callback", "Event", "EVENTS", "resolve_device", "evaluate"]
 
@@ -46,7 +49,6 @@ class FitState:
     steps_per_epoch: int
     step: int = 0                     # optimizer steps done
     epoch: int = 0                    # current epoch (0-based)
-    loss: float = math.nan            # latest training loss
     lr: float = 0.0
     val_loss: float | None = None     # latest whole-set validation loss
     probe_loss: float | None = None   # latest random-batch validation loss
@@ -61,6 +63,28 @@ class FitState:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     status_line: str = ""             # one line a callback wants shown (e.g. the live diagnosis)
     baseline_loss: float | None = None  # loss of always predicting the training prior (D1, T2)
+    #: Training losses read back from the device, (step, value), oldest first (the last few hundred).
+    flushed: deque = field(default_factory=lambda: deque(maxlen=1024))
+    skipped_steps: int = 0            # optimizer steps the float16 gradient scaler skipped
+    dist: Dist = field(default_factory=Dist)  # this process among several (rank 0 writes)
+    _loss: Any = math.nan             # the latest training loss: a float, or a device tensor not yet read
+
+    @property
+    def loss(self) -> float:
+        """The latest training loss. Reading it waits for the device to finish that step; a callback
+        that looks at every step should read :meth:`losses_since`, which never waits."""
+        if isinstance(self._loss, torch.Tensor):
+            self._loss = float(self._loss)
+        return self._loss
+
+    @loss.setter
+    def loss(self, value: Any) -> None:
+        self._loss = value
+
+    def losses_since(self, step: int) -> list[tuple[int, float]]:
+        """Training losses of the steps after `step` that have been read back (every SYNC_EVERY steps,
+        and before probes, checkpoints and epoch ends), oldest first."""
+        return [(s, v) for s, v in self.flushed if s > step]
 
     def stop(self, reason: str, status: RunStatus = "stopped") -> None:
         """Ask the loop to end after the current step (e.g. a diverging run, a pruned trial)."""
@@ -104,10 +128,12 @@ WHOLE_SET_VALUES = 20_000_000
 
 
 @torch.no_grad()
-def evaluate(recipe: Recipe, model: torch.nn.Module, loader, device: torch.device) -> tuple[float, dict[str, float]]:
+def evaluate(recipe: Recipe, model: torch.nn.Module, loader, device: torch.device,
+             dist: Dist | None = None) -> tuple[float, dict[str, float]]:
     """Mean loss over a whole loader, weighted by batch size, and the recipe's metrics computed once on
     the whole set's outputs (C3: R² or F1 of the whole set, the number `danlu cases` reports too); a set
-    too large to hold falls back to batch averages."""
+    too large to hold falls back to batch averages. With several processes each evaluates its shard and
+    all gather the shards' sums and outputs, so every process gets the whole set's numbers."""
     was_training = model.training
     model.eval()
     total, n, sums = 0.0, 0, {}
@@ -129,13 +155,20 @@ def evaluate(recipe: Recipe, model: torch.nn.Module, loader, device: torch.devic
                 outputs.append(_to_cpu(output))
                 targets.append(_to_cpu(target))
     model.train(was_training)
+    if dist is not None and dist.active:
+        shards = dist.gather((total, n, sums, outputs, targets))
+        total, n = sum(sh[0] for sh in shards), sum(sh[1] for sh in shards)
+        sums = {k: sum(sh[2].get(k, 0.0) for sh in shards) for k in shards[0][2]}
+        whole = all(sh[3] is not None for sh in shards)
+        outputs = [o for sh in shards for o in sh[3]] if whole else None
+        targets = [t for sh in shards for t in sh[4]] if whole else []
     if n == 0:
         return math.nan, {}
     metrics = {k: v / n for k, v in sums.items()}
     if outputs:
         try:
-            whole = recipe.metrics(_concat(outputs), _concat(targets))
-            metrics.update({k: float(v) for k, v in whole.items()})
+            whole_set = recipe.metrics(_concat(outputs), _concat(targets))
+            metrics.update({k: float(v) for k, v in whole_set.items()})
         except Exception:  # a metric that cannot take the concatenated set keeps its batch average
             pass
     return total / n, metrics
@@ -189,7 +222,9 @@ def _probe(recipe: Recipe, model, val, collate, device, step: int) -> float:
     return value
 
 
-def _checkpoint(path: Path, state: FitState, epoch_start: dict, batch_in_epoch: int) -> None:
+def _checkpoint(path: Path, state: FitState, epoch_start: dict, batch_in_epoch: int, step: TrainStep) -> None:
+    if not state.dist.main:
+        return  # rank 0 keeps the checkpoints of a multi-process run
     # Points first: a checkpoint must never be ahead of the curve on disk, or a resume
     # after kill -9 would skip the steps that were still in the writer's buffer.
     state.run.flush()
@@ -204,6 +239,8 @@ def _checkpoint(path: Path, state: FitState, epoch_start: dict, batch_in_epoch: 
             "step": state.step,
             "epoch": state.epoch,
             "batch_in_epoch": batch_in_epoch,
+            "train_step": step.state_dict(),
+            "world_size": state.dist.world,
             "hparams": state.recipe.hparams(),
             "early_stop": {
                 "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
@@ -244,13 +281,15 @@ def fit(
     capture: bool = True,
     parent: str | None = None,
     init_from: str | Path | None = None,
+    monitor_resources: bool = True,
 ) -> FitResult:
     """Train a recipe with full tracking; return the run's id, status and summary.
 
     `resume` names a stopped or crashed run (id, prefix, name or "last") to continue from
     its last checkpoint; on CPU the resumed curve equals the uninterrupted one exactly.
     `init_from` is a checkpoint whose model weights a new run starts from (optimizer and
-    schedule start fresh), e.g. to train a finished run longer.
+    schedule start fresh), e.g. to train a finished run longer. `monitor_resources` records
+    CPU, memory, GPU and data-wait curves every few seconds (danlu.monitor).
     """
     from danlu.store import open_store
 
@@ -258,14 +297,15 @@ def fit(
         from danlu.errors import DanluError
 
         raise DanluError(f"max_steps is {max_steps}: a run needs at least 1 step (or no limit).")
-    events = _Callbacks(list(callbacks) + ([_progress_display()] if progress else []))  # bad hooks: before any run
+    dist = Dist.from_env()               # several processes (torchrun): rank 0 owns the run (S14)
+    events = _Callbacks(list(callbacks) + ([_progress_display()] if progress and dist.main else []))
     store = store if isinstance(store, Store) else open_store(store)
-    device = resolve_device(device)
+    device = dist.device(resolve_device(device))
 
     # --- the run record: new, or the one being resumed -------------------------------
     checkpoint = None
     if resume is not None:
-        record = store.get_run(resume)
+        record = store.get_run(dist.broadcast(store.get_run(resume).id if dist.main else None))
         ckpt_path = store.run_dir(record.id) / "checkpoints" / "last.pt"
         if not ckpt_path.exists():
             from danlu.errors import DanluError
@@ -275,15 +315,27 @@ def fit(
                 "it stopped before its first epoch ended. Start it again with `danlu train`."
             )
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        run = reopen_run(store, record)
-    else:
+        if checkpoint.get("world_size", 1) != dist.world:
+            from danlu.errors import DanluError
+
+            raise DanluError(
+                f"Run {record.name} ({record.id}) was trained by {checkpoint.get('world_size', 1)} process(es); resume "
+                f"it with the same number of processes ({checkpoint.get('world_size', 1)}), not {dist.world}: the "
+                "data order and the global batch depend on it. To go on with another number, start a new run from "
+                "its weights."
+            )
+        run = reopen_run(store, record) if dist.main else FollowerRun(store, record)
+    elif dist.main:
         spec = recipe_spec(recipe)
         run = open_run(store=store, kind="train", name=name, note=note, tags=tags,
                        config=recipe.hparams(), recipe=spec, parent=parent)
+        dist.broadcast(run.id)
+    else:
+        run = FollowerRun(store, store.get_run(dist.broadcast(None)))
 
     # --- data, model, optimizer, schedule (seeded: same seed, same everything) ------------
     with _failed_before_training(run):  # a broken data(), model(), loader or optimizer: a failed run, said where
-        prep = prepare(recipe, device, max_steps=max_steps, data_fraction=data_fraction)
+        prep = prepare(recipe, device, max_steps=max_steps, data_fraction=data_fraction, dist=dist)
         train, val, model, step = prep.train, prep.val, prep.model, prep.step
         if init_from is not None and checkpoint is None:
             weights = torch.load(init_from, map_location=device, weights_only=False)
@@ -299,10 +351,10 @@ def fit(
         steps_per_epoch, total_steps = prep.steps_per_epoch, prep.total_steps
         collate = getattr(val_loader, "collate_fn", None) or torch.utils.data.default_collate
 
-        if capture and checkpoint is None:
-            _capture(run, recipe, train, val)
+        if capture and checkpoint is None and dist.main:
+            _capture(run, recipe, train, val, dist)
 
-        state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler,
+        state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler, dist=dist,
                          device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                          baseline_loss=_baseline_loss(train, recipe.task))
         start_epoch, skip_batches = 0, 0
@@ -310,6 +362,7 @@ def fit(
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             scheduler.load_state_dict(checkpoint["scheduler"])
+            step.load_state_dict(checkpoint.get("train_step", {}))
             state.step, state.epoch = checkpoint["step"], checkpoint["epoch"]
             for key, value in checkpoint["early_stop"].items():
                 setattr(state, key, value)
@@ -322,7 +375,15 @@ def fit(
         status = "finished"
         model.train()
         events.emit("on_fit_start", state)
-    restore_sigint = _graceful_interrupt(state)
+    restore_signals = _graceful_interrupt(state)
+    losses = _Losses(step)
+    sync_every = _sync_every(device)
+    wait = DataWait()
+    monitor = ResourceMonitor(run, lambda: state.step, data_wait=wait, device=device,
+                              record=state.record).start() if monitor_resources and dist.main else None
+    accumulate = max(1, int(recipe.accumulate))
+    checkpoint_every = max(0, int(recipe.checkpoint_every))
+    batches_per_epoch = len(train_loader)
     try:
         for epoch in range(start_epoch, recipe.epochs):
             state.epoch = epoch
@@ -332,6 +393,8 @@ def fit(
             resuming_here = checkpoint is not None and epoch == start_epoch
             if resuming_here:
                 _restore_epoch_start(train_loader, checkpoint["epoch_start"])
+            if hasattr(train_loader.sampler, "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)      # a DistributedSampler reshuffles per epoch
             epoch_start = _epoch_start_state(train_loader)
             batches = iter(train_loader)
             batch_in_epoch = 0
@@ -341,33 +404,47 @@ def fit(
                 set_rng_state(checkpoint["rng"])
                 batch_in_epoch = skip_batches
 
-            for batch in batches:
-                state.lr = step.lr
-                loss = step(batch).loss
-                state.step += 1
+            window: list[Any] = []
+            for batch in _timed(batches, wait):
+                window.append(batch)
                 batch_in_epoch += 1
-
-                state.loss = loss.item()
-                run.log({"train/loss": state.loss, "lr": state.lr}, step=state.step)
-                state.record("train/loss", state.step, state.loss)
+                if len(window) < accumulate and batch_in_epoch < batches_per_epoch:
+                    continue                                   # gradient accumulation: a window of micro-batches
+                state.lr = step.lr
+                loss = dist.mean(step.window(window).loss)     # a device tensor: nothing waits here
+                window = []
+                state.step += 1
+                state.loss = loss
+                losses.add(state.step, loss, state.lr)
+                if len(losses.pending) >= sync_every:
+                    losses.flush(state, run)
                 events.emit("on_step_end", state)
-                if state.step % probe_every == 0:
+                if dist.active and state.step % sync_every == 0 and dist.any(state.stop_reason is not None, device):
+                    state.stop("stopped together with the other processes")   # no-op where the stop began
+                if state.step % probe_every == 0 and dist.main:
+                    losses.flush(state, run)
                     state.probe_loss = _probe(recipe, model, val, collate, device, state.step)
                     run.log({"val/probe_loss": state.probe_loss}, step=state.step)
                     state.record("val/probe_loss", state.step, state.probe_loss)
                     events.emit("on_probe_end", state)
+                if checkpoint_every and state.step % checkpoint_every == 0 and batch_in_epoch < batches_per_epoch:
+                    losses.flush(state, run)                   # the curve on disk never lags a checkpoint
+                    _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch, step)
                 if state.step >= total_steps or state.stop_reason:
                     break
+            losses.flush(state, run)
 
-            if batch_in_epoch < steps_per_epoch:  # stopped mid-epoch: keep a resumable checkpoint
-                _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch)
+            if batch_in_epoch < batches_per_epoch:  # stopped mid-epoch: keep a resumable checkpoint
+                _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch, step)
                 if state.stop_reason is None:
                     state.stop("step budget reached (max_steps)", status="finished")
                 break
-            _end_epoch(state, recipe, val_loader, ckpt_dir, run)
+            _end_epoch(state, recipe, val_loader, ckpt_dir, run, step)
             events.emit("on_epoch_end", state)
+            if dist.active and dist.any(state.stop_reason is not None, device):
+                state.stop("stopped together with the other processes")
             state.epoch = epoch + 1
-            _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0)
+            _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0, step)
             if state.stop_reason:
                 break
         status = state.stop_status if state.stop_reason else "finished"
@@ -381,17 +458,80 @@ def fit(
         raise
     except BaseException as exc:
         status = "failed"
-        state.stop(f"{type(exc).__name__}: {exc}", status="failed")
+        if dist.active and _peer_lost(exc):  # another process died (kill -9, OOM): resumable, like a crash
+            status = "crashed"
+        state.stop(f"{type(exc).__name__}: {exc}", status=status)
         raise
     finally:
-        restore_sigint()
+        restore_signals()
+        losses.flush(state, run)
+        if monitor is not None:
+            monitor.stop()
         elapsed = time.time() - start_time
         summary = _summary(state, elapsed)
         try:
             events.emit("on_fit_end", state)
         finally:
             run.finish(status, summary)
+            dist.close()
     return FitResult(run.id, run.name, status, run.record.summary, state.step, state.stop_reason)
+
+
+#: Steps between two reads of the training losses from an accelerator (one transfer for all of them).
+#: On the CPU a loss is read at once: there is no device to wait for, so deferring would gain nothing.
+SYNC_EVERY = 8
+
+
+def _peer_lost(exc: BaseException) -> bool:
+    """A collective failed because another process of the run is gone (its socket closed)."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(word in text for word in ("connection closed", "connection reset", "broken pipe", "peer",
+                                         "timed out", "nccl", "gloo"))
+
+
+def _sync_every(device: torch.device) -> int:
+    """How many steps' losses to read back at once: 1 on the CPU, SYNC_EVERY on an accelerator."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
+
+
+class _Losses:
+    """Training losses kept on the device as they come and read back every SYNC_EVERY steps in one
+    transfer, so logging every batch never makes the host wait for the GPU (T1)."""
+
+    def __init__(self, step: TrainStep) -> None:
+        self.train_step = step
+        self.pending: list[tuple[int, torch.Tensor, float]] = []
+
+    def add(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        self.pending.append((step, loss, lr))
+
+    def flush(self, state: FitState, run: Run) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([loss.float().reshape(()) for _, loss, _ in self.pending]).cpu().tolist()
+        for (step, _, lr), value in zip(self.pending, values):
+            run.log({"train/loss": value, "lr": lr}, step=step)
+            state.record("train/loss", step, value)
+            state.flushed.append((step, value))
+        if self.train_step.scaler.is_enabled():
+            state.skipped_steps = self.train_step.skipped_steps
+            run.log({"amp/skipped_steps": self.train_step.skipped_steps}, step=self.pending[-1][0])
+        state.loss = values[-1]
+        self.pending.clear()
+
+
+def _timed(batches, wait: DataWait):
+    """The batches of an iterator, adding the time spent waiting for each to `wait`."""
+    while True:
+        wait.since = started = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        finally:
+            wait.since = None
+            wait.seconds += time.perf_counter() - started
+        yield batch
 
 
 @contextlib.contextmanager
@@ -409,9 +549,9 @@ def _failed_before_training(run: Run):
         raise
 
 
-def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run: Run) -> None:
+def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run: Run, step: TrainStep) -> None:
     """Whole-set validation, best checkpoint, early stopping (T3)."""
-    state.val_loss, state.val_metrics = evaluate(recipe, state.model, val_loader, state.device)
+    state.val_loss, state.val_metrics = evaluate(recipe, state.model, val_loader, state.device, dist=state.dist)
     run.log({"val/loss": state.val_loss, **{f"val/{k}": v for k, v in state.val_metrics.items()},
              "epoch": state.epoch + 1}, step=state.step)
     state.record("val/loss", state.step, state.val_loss)
@@ -419,7 +559,7 @@ def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run:
         state.best_val_loss, state.best_epoch, state.best_step = state.val_loss, state.epoch + 1, state.step
         state.best_metrics = dict(state.val_metrics)
         state.bad_epochs = 0
-        _checkpoint(ckpt_dir / "best.pt", state, {}, 0)
+        _checkpoint(ckpt_dir / "best.pt", state, {}, 0, step)
     else:
         state.bad_epochs += 1
         if recipe.patience > 0 and state.bad_epochs >= recipe.patience:
@@ -462,12 +602,14 @@ def _summary(state: FitState, elapsed: float) -> dict[str, Any]:
         out["baseline_loss"] = state.baseline_loss
     if state.recipe.task is not None:
         out["task"] = state.recipe.task
+    if state.skipped_steps:
+        out["amp_skipped_steps"] = state.skipped_steps
     if state.stop_reason:
         out["stop_reason"] = state.stop_reason
     return out
 
 
-def _capture(run: Run, recipe: Recipe, train, val) -> None:
+def _capture(run: Run, recipe: Recipe, train, val, dist: Dist | None = None) -> None:
     """Reproducibility record (E1, E3) and a code snapshot (E4); never stops training, and never
     changes it: reading items to fingerprint the data may draw random numbers (augmentation),
     so every RNG is put back afterwards."""
@@ -486,26 +628,36 @@ def _capture(run: Run, recipe: Recipe, train, val) -> None:
         record = {"error": f"capture failed: {exc!r}"}
     finally:
         set_rng_state(saved)
+    if dist is not None and dist.active:
+        record["distributed"] = dist.describe()
     run.store.update_run(run.id, repro=record)
 
 
 def _graceful_interrupt(state: FitState):
-    """First Ctrl-C: stop at the end of the current step with a resumable checkpoint.
-    A second Ctrl-C interrupts at once. Returns a function that restores the old handler."""
+    """First Ctrl-C, or SIGTERM (what SLURM and Kubernetes send before they kill): stop at the end of
+    the current step with a resumable checkpoint, status "stopped". A second Ctrl-C interrupts at once.
+    Returns a function that restores the old handlers."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum, frame):
-        if state.stop_reason and state.stop_reason.startswith("interrupted"):
+        if signum == signal.SIGINT and state.stop_reason and state.stop_reason.startswith("interrupted"):
             raise KeyboardInterrupt
-        state.stop("interrupted (Ctrl-C); resume with `danlu train --resume RUN`", status="stopped")
+        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        state.stop(f"interrupted ({what}); resume with `danlu train --resume RUN`", status="stopped")
 
-    signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def _progress_display():

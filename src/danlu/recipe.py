@@ -55,6 +55,10 @@ class Recipe:
     probe_every: int = 50          # steps between random validation-batch probes (T1)
     grad_clip: float = 0.0         # max global gradient norm; 0 = off
     num_workers: int = 0           # DataLoader worker processes
+    precision: Literal["32", "bf16", "16"] = "32"   # autocast to bfloat16 / float16 (with a gradient scaler)
+    accumulate: int = 1            # micro-batches per optimizer step (gradient accumulation)
+    compile: bool = False          # torch.compile the model for training (falls back to eager if it fails)
+    checkpoint_every: int = 0      # also checkpoint every N optimizer steps (0 = at epoch ends only)
 
     #: "classification" or "regression"; None infers it from the targets' dtype (set per instance then).
     task: ClassVar[str | None] = None
@@ -449,6 +453,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "probe_every": (lambda v: v >= 1, "at least 1, e.g. probe_every=50"),
     "grad_clip": (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0 (0 = no clipping)"),
     "num_workers": (lambda v: v >= 0, "at least 0 (0 = load in the main process)"),
+    "accumulate": (lambda v: v >= 1, "at least 1 (1 = no accumulation)"),
+    "checkpoint_every": (lambda v: v >= 0, "at least 0 (0 = checkpoint at epoch ends only)"),
 }
 
 

@@ -25,7 +25,8 @@ from danlu.report import Report
 from danlu.store import open_store
 from danlu.store.base import RunRecord, RunStatus, Store
 
-__all__ = ["Run", "init", "open_run", "reopen_run", "current_run", "attach_report", "open_tool_run", "keep_report"]
+__all__ = ["Run", "FollowerRun", "init", "open_run", "reopen_run", "current_run", "attach_report", "open_tool_run",
+           "keep_report"]
 
 _LIVE: weakref.WeakSet[Run] = weakref.WeakSet()
 
@@ -41,6 +42,7 @@ class Run:
         self._writer = BatchedWriter(store, record.id)
         self._auto_step = 0
         self._finished = False
+        self._monitor: Any = None
         _LIVE.add(self)
 
     # ------------------------------------------------------------ identity
@@ -65,6 +67,23 @@ class Run:
         self._auto_step = step + 1
         self._writer.log(values, step)
 
+    def log_sample(self, values: Mapping[str, Any], step: int) -> None:
+        """Record values at a step without moving the automatic step (background samplers)."""
+        self._writer.log(values, step)
+
+    @property
+    def last_step(self) -> int:
+        """The step of the latest `log` call (0 before any)."""
+        return max(0, self._auto_step - 1)
+
+    def monitor(self, interval: float | None = None, device: Any = None) -> None:
+        """Record CPU, memory and GPU use every few seconds until the run finishes (danlu.monitor)."""
+        from danlu.monitor import MONITOR_EVERY, ResourceMonitor
+
+        if self._monitor is None:
+            self._monitor = ResourceMonitor(self, lambda: self.last_step, device=device,
+                                            interval=interval or MONITOR_EVERY).start()
+
     def flush(self) -> None:
         """Write buffered points now (before a checkpoint, or in tests)."""
         self._writer.flush()
@@ -83,6 +102,9 @@ class Run:
         """Flush every point, set the final status and summary. Safe to call twice."""
         if self._finished:
             return
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
         self._finished = True
         self._writer.close()
         if summary:
@@ -150,12 +172,14 @@ def init(
     tags: Iterable[str] = (),
     store: Store | str | os.PathLike | None = None,
     quiet: bool = False,
+    monitor: bool = True,
 ) -> Run:
     """Start tracking a run from your own training loop (E1, T1); returns a Run.
 
     Records the config, the command line and the reproducibility record of the calling
     script (git commit and diff, environment); finish with run.finish() or use `with`.
     Says once, on stderr, where the run is kept and how to look at it (quiet=True: not).
+    Records CPU, memory and GPU use every few seconds (monitor=False: not; danlu.monitor).
     """
     run = open_run(store=store, kind="init", name=name, note=note, tags=tags, config=config)
     if not quiet:
@@ -171,6 +195,10 @@ def init(
         run.store.update_run(run.id, repro=record)
     except Exception as exc:  # capture must never stop a user's training
         run.store.update_run(run.id, repro={"error": f"capture failed: {exc!r}"})
+    if monitor:
+        import torch
+
+        run.monitor(device="cuda" if torch.cuda.is_available() else None)
     return run
 
 
@@ -249,6 +277,40 @@ def keep_report(
     counts = {k: v for k, v in report.counts().items() if v}
     handle.finish("finished", dict(summary) if summary is not None else {report.kind: report.status, **counts})
     return handle.id
+
+
+class FollowerRun:
+    """The run as the other processes of a multi-process run see it (danlu.distributed): the same id,
+    name and folder as rank 0's, and nothing written: rank 0 owns the record, curves and checkpoints."""
+
+    def __init__(self, store: Store, record: RunRecord) -> None:
+        self.store = store
+        self.record = record
+
+    id = property(lambda self: self.record.id)
+    name = property(lambda self: self.record.name)
+    dir = property(lambda self: self.store.run_dir(self.record.id, create=False))
+    last_step = property(lambda self: 0)
+
+    def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_sample(self, values: Mapping[str, Any], step: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def save_report(self, report: Report) -> int:
+        return 0
+
+    def update_summary(self, **values: Any) -> None:
+        self.record.summary.update(values)
+
+    def finish(self, status: RunStatus = "finished", summary: Mapping[str, Any] | None = None) -> None:
+        if summary:
+            self.record.summary.update(summary)
+        self.record.status = status
 
 
 def current_run() -> Run | None:

@@ -38,6 +38,7 @@ BUILTIN = (
     "danlu.checks.doctor.s11_determinism",
     "danlu.checks.doctor.s12_speed",
     "danlu.checks.doctor.s13_data_interface",
+    "danlu.checks.doctor.s14_multi_device",
 )
 
 

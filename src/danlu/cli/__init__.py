@@ -87,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.argv = argv              # the command line as given (`train --nproc` starts copies of it)
+    from danlu.store import closing_stores_opened
+
     try:
-        return int(args.func(args) or 0)
+        with closing_stores_opened():
+            return int(args.func(args) or 0)
     except DanluError as exc:
         from danlu.console import err_console, escape
 

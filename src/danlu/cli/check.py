@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="Examples:\n  danlu check examples/digits.py\n"
         "  danlu check examples/digits.py lr=1e-2 --only S2,S3\n"
         "  danlu check recipe.py --skip S12 --set S1.max_params=5e6 --json\n"
+        "  danlu check recipe.py --nproc 2 --only S14     # multi-process training works (DDP, gloo on CPU)\n"
         "Thresholds: see docs/checks.md; change one with --set ID.setting=value.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="ID.name=value",
                    help="change a threshold, e.g. --set S1.max_params=5e6 (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, or auto")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="also test training with N processes (S14: DDP, sharding, the loss's reduction)")
     p.add_argument("--no-save", action="store_true", help="do not save the report in the store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="show cause/fix/details for every check")
@@ -42,9 +45,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     import danlu
     from danlu.checks import parse_settings
 
+    settings = parse_settings(args.settings)
+    if args.nproc > 1:
+        settings["S14.nproc"] = args.nproc
     report = danlu.check(
         args.recipe, overrides=args.overrides, only=args.only, skip=args.skip,
-        settings=parse_settings(args.settings), device=args.device, progress=not (args.quiet or args.json),
+        settings=settings, device=args.device, progress=not (args.quiet or args.json),
         store=args.store, save=not args.no_save,
     )
     if args.json:

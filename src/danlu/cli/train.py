@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     p.add_argument("--stop-on", default="", metavar="REGIMES",
                    help="stop early when the live diagnosis sees these regimes, e.g. diverging,nan")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes (DistributedDataParallel: N GPUs, or N CPU processes with gloo); "
+                   "the global batch is batch_size x N. Same as torchrun --nproc_per_node N -m danlu.cli train ...")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_store_arg(p)
     add_json_arg(p)
@@ -47,6 +51,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from danlu.rebuild import recipe_from_run
     from danlu.recipe import load_recipe, parse_overrides
 
+    if args.nproc < 1:
+        raise DanluError(f"--nproc must be at least 1, got {args.nproc}.")
+    if args.nproc > 1 and not os.environ.get("WORLD_SIZE"):
+        return _launch(args)
     store = open_store_from_args(args)
     start_from = None
     if (args.resume or args.start_from) and args.recipe and "=" in args.recipe and not Path(args.recipe).exists():
@@ -84,12 +92,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = run_training(recipe, store, args, resume=resume, start_from=start_from,
                               parent=record.id if start_from is not None else None)
-    except DanluError:
+    except DanluError as exc:
+        if "process(es); resume it with the same number" in str(exc):   # say it in flags
+            raise DanluError(f"{exc} On the command line: `--nproc N` to resume, `danlu train --from {resume}` "
+                             "for a new run.") from exc
         raise
     except Exception as exc:  # the user's code (or data) failed mid-training: say where, keep the run
         _report_training_error(store, exc, args.recipe or "RECIPE")
         return 1
-    if args.json:
+    if os.environ.get("RANK", "0") != "0":
+        pass                                   # rank 0 speaks for the run
+    elif args.json:
         print_json(result.__dict__)
     else:
         print_result(store, result)
@@ -98,12 +111,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status == "finished" else 1
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """Start args.nproc copies of this command through PyTorch's launcher (torch.distributed.run);
+    rank 0 records the run. Returns 0 when every process succeeded."""
+    import subprocess
+    import sys
+
+    from danlu.distributed import launch_command
+
+    argv = list(args.argv)
+    i = argv.index("--nproc") if "--nproc" in argv else -1
+    argv = argv[:i] + argv[i + 2:] if i >= 0 else [a for a in argv if not a.startswith("--nproc=")]
+    if args.nproc > 1 and args.device == "auto":
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() < args.nproc:
+            err_console.print(f"[yellow]![/] {args.nproc} processes on {torch.cuda.device_count()} GPU(s): some "
+                              "processes will share a GPU")
+    err_console.print(f"[dim]starting {args.nproc} processes (torch.distributed.run); the global batch is "
+                      f"batch_size x {args.nproc}; scale the learning rate with it (T6: linear or sqrt, "
+                      "`danlu lr RECIPE batch_size=... --ref RUN`)[/]")
+    proc = subprocess.run(launch_command(args.nproc, argv, sys.executable))
+    return 0 if proc.returncode == 0 else (130 if proc.returncode in (130, -2) else 1)
+
+
 def run_training(recipe, store, args, resume=None, callbacks=(), start_from=None, parent=None):
     """Fit with the CLI's options (live diagnosis, --stop-on, progress)."""
     from danlu.engine import fit
 
     callbacks = list(callbacks)
-    live = _live_diagnosis(getattr(args, "stop_on", ""))
+    live = _live_diagnosis(getattr(args, "stop_on", "")) if os.environ.get("RANK", "0") == "0" else None
     if live is not None:
         callbacks.append(live)
     return fit(

@@ -16,7 +16,16 @@ import numpy as np
 
 from danlu.curves.analysis import LEARNED_FRACTION, MIN_TRAIN_POINTS, analyse
 from danlu.curves.rules import DiagnosisRule, get_rules
-from danlu.curves.series import LR_SERIES, PROBE_SERIES, TRAIN_SERIES, VAL_SERIES, Curves, baseline_name, pick_series
+from danlu.curves.series import (
+    DATA_WAIT_SERIES,
+    LR_SERIES,
+    PROBE_SERIES,
+    TRAIN_SERIES,
+    VAL_SERIES,
+    Curves,
+    baseline_name,
+    pick_series,
+)
 from danlu.errors import DanluError
 from danlu.report import STATUS_ORDER, Finding, Report
 
@@ -162,7 +171,7 @@ def curves_from_store(store, run_id: str, *, baseline_loss: float | None = None,
             "Log the loss as 'train/loss' (or 'loss') with run.log({...}, step=...)."
         )
     wanted = [n for n in (train_name, pick_series(names, VAL_SERIES), pick_series(names, PROBE_SERIES),
-                          pick_series(names, LR_SERIES)) if n]
+                          pick_series(names, LR_SERIES), pick_series(names, DATA_WAIT_SERIES)) if n]
     series = {n: store.read_series(run_id, n) for n in wanted}
     return Curves.from_series(series, baseline_loss=baseline_loss, final=final, task=task)
 

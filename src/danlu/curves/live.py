@@ -119,6 +119,8 @@ class LiveDiagnosis(Callback):
         self._nan_seen = False
         self._best_checkpoint: str | None = None
         self._tripwire = Tripwire(warmup=MIN_TRAIN_POINTS)
+        self._seen_step = -1      # the last training step taken from the engine's read-back losses
+        self.data_wait: tuple[list[int], list[float]] = ([], [])
 
     # ------------------------------------------------------- framework-free API
     def observe(
@@ -172,6 +174,8 @@ class LiveDiagnosis(Callback):
             series["val/probe_loss"] = self.probe
         if self.lr[0]:
             series["lr"] = self.lr
+        if final and self.data_wait[0]:
+            series["sys/data_wait"] = self.data_wait
         return Curves.from_series(series, baseline_loss=self.baseline_loss, final=final,
                                   best_checkpoint=self._best_checkpoint, task=self.task)
 
@@ -226,24 +230,43 @@ class LiveDiagnosis(Callback):
         recipe = getattr(state, "recipe", None)
         self.task = getattr(recipe, "task", None) if recipe is not None else None
 
-    def on_step_end(self, state) -> None:
+    def _consume(self, state) -> str | None:
+        """Observe the training losses the engine has read back since last time (never waits for the
+        device); a loop without read-back losses gives this step's."""
         lr = getattr(state, "lr", None)
         if isinstance(lr, (list, tuple)):
             lr = lr[0] if lr else None
-        self._act(state, self.observe(int(state.step), loss=state.loss, lr=lr))
+        since = getattr(state, "losses_since", None)
+        if since is None:
+            return self.observe(int(state.step), loss=state.loss, lr=lr)
+        reason = None
+        for step, loss in since(self._seen_step):
+            self._seen_step = step
+            reason = reason or self.observe(step, loss=loss, lr=lr)
+        return reason
+
+    def on_step_end(self, state) -> None:
+        self._act(state, self._consume(state))
 
     def on_probe_end(self, state) -> None:
+        reason = self._consume(state)
         value = getattr(state, "probe_loss", None)
         if value is not None:
-            self._act(state, self.observe(int(state.step), probe_loss=value))
+            reason = reason or self.observe(int(state.step), probe_loss=value)
+        self._act(state, reason)
 
     def on_epoch_end(self, state) -> None:
+        reason = self._consume(state)
         value = getattr(state, "val_loss", None)
         if value is not None:
-            self._act(state, self.observe(int(state.step), val_loss=value))
+            reason = reason or self.observe(int(state.step), val_loss=value)
+        self._act(state, reason)
 
     def on_fit_end(self, state) -> None:
         """Final diagnosis (end-of-run regimes included); stored with the run when `save`."""
+        wait = getattr(state, "history", {}).get("sys/data_wait")
+        if wait:  # the resource monitor's samples: the end-of-run diagnosis also says when data loading dominates
+            self.data_wait = ([s for s, _ in wait], [v for _, v in wait])
         if not self.train[0]:
             return
         run = getattr(state, "run", None)

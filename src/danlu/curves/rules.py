@@ -60,6 +60,8 @@ __all__ = [
     "LR_DECAY_EFFICIENCY",
     "LR_MID_FALL",
     "LR_MID_OF_LEARNED",
+    "DATA_BOUND_SHARE",
+    "DATA_BOUND_MIN_POINTS",
 ]
 
 # ----------------------------------------------------------------- thresholds
@@ -596,6 +598,47 @@ class LRDecayConvergence(DiagnosisRule):
             cause="a decaying LR makes any curve look converged",
             fix="Check with a constant-LR tail (schedule=constant, or resume with a higher min_lr): if the "
                 "loss keeps falling, train longer or keep the floor higher (about 1e-5, T4).",
+        )
+
+
+#: Waiting for data: the loop waited for batches this share of the time or more...
+DATA_BOUND_SHARE = 0.5
+#: ...as the median over the later half of at least this many resource samples (danlu.monitor).
+DATA_BOUND_MIN_POINTS = 3
+
+
+@register
+class DataBound(DiagnosisRule):
+    """The training loop spends most of its time waiting for batches (S12, T1).
+
+    Why: a model that waits for data gains nothing from a faster GPU or a larger batch; more
+    DataLoader workers, cached decoding or lighter transforms make the whole run faster.
+    How: the share of wall time spent in the data loader's `next()`, sampled every few seconds
+    by danlu.monitor (series sys/data_wait); the median over the later half of the samples.
+    Fix: num_workers (and pin_memory on GPU), cache decoded data, vectorise transforms;
+    `danlu check` (S12) profiles __getitem__ and suggests a number of workers.
+    """
+
+    name, practice, title = "data_bound", "S12", "waiting for data"
+
+    def check(self, curves, a):
+        wait = curves.extra.get("data_wait")
+        if wait is None:
+            return None
+        values = wait.finite().values
+        if len(values) < DATA_BOUND_MIN_POINTS:
+            return None
+        share = float(np.median(values[len(values) // 2:]))
+        if share < DATA_BOUND_SHARE:
+            return None
+        return self.finding(
+            "warn",
+            f"the training loop waited for data {share:.0%} of the time (median of the later "
+            f"{len(values) - len(values) // 2} of {len(values)} samples)",
+            {"data_wait_share": share, "samples": int(len(values))},
+            cause="data loading is slower than the training step: the model idles between batches",
+            fix="Raise num_workers (and pin_memory on a GPU), cache decoded data or lighten the transforms; "
+                "`danlu check RECIPE --only S12` profiles __getitem__ and suggests a number of workers.",
         )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "VAL_SERIES",
     "PROBE_SERIES",
     "LR_SERIES",
+    "DATA_WAIT_SERIES",
     "MIN_VAL_EPOCH_POINTS",
     "pick_series",
     "median_smooth",
@@ -64,6 +65,8 @@ TRAIN_SERIES = ("train/loss", "loss", "train_loss", "training/loss", "train/loss
 VAL_SERIES = ("val/loss", "val_loss", "valid/loss", "validation/loss", "eval/loss", "val/loss_epoch")
 PROBE_SERIES = ("val/probe_loss",)
 LR_SERIES = ("lr", "train/lr", "learning_rate", "lr-0")
+#: The share of time the loop waited for data (danlu.monitor), read by the data-bound rule.
+DATA_WAIT_SERIES = ("sys/data_wait",)
 #: With fewer whole-set validation points than this, the (denser) probe series is used instead.
 MIN_VAL_EPOCH_POINTS = 4
 
@@ -154,8 +157,12 @@ class Curves:
                 val = probe
         lr_name = pick_series(series, LR_SERIES)
         lr = Series.of(*series[lr_name], name=lr_name) if lr_name else None
+        extra: dict[str, Any] = {}
+        wait_name = pick_series(series, DATA_WAIT_SERIES)
+        if wait_name:
+            extra["data_wait"] = Series.of(*series[wait_name], name=wait_name)
         return cls(train=train, val=val, lr=lr, baseline_loss=baseline_loss, task=task,
-                   final=final, best_checkpoint=best_checkpoint)
+                   final=final, best_checkpoint=best_checkpoint, extra=extra)
 
 
 def pick_series(series: Mapping[str, Any], names: Sequence[str]) -> str | None:

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from danlu.errors import StoreError
@@ -23,6 +24,7 @@ from danlu.store.writer import BatchedWriter
 
 __all__ = [
     "open_store",
+    "closing_stores_opened",
     "default_store_path",
     "Store",
     "RunRecord",
@@ -56,11 +58,36 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, create: bool 
     location = os.fspath(default_store_path() if path is None else path)
     scheme, sep, rest = location.partition("://")
     if not sep:
-        return BACKENDS["sqlite"](location, create)
-    factory = BACKENDS.get(scheme.lower())
-    if factory is None:
-        raise StoreError(
-            f"unknown store URL scheme {scheme!r} in {location!r}; known: "
-            f"{', '.join(f'{name}://' for name in sorted(BACKENDS))}, or a plain folder path"
-        )
-    return factory(rest, create)
+        store = BACKENDS["sqlite"](location, create)
+    else:
+        factory = BACKENDS.get(scheme.lower())
+        if factory is None:
+            raise StoreError(
+                f"unknown store URL scheme {scheme!r} in {location!r}; known: "
+                f"{', '.join(f'{name}://' for name in sorted(BACKENDS))}, or a plain folder path"
+            )
+        store = factory(rest, create)
+    if _tracking:
+        _tracking[-1].append(store)
+    return store
+
+
+#: While a `closing_stores_opened()` block runs: the stores opened inside it, innermost last.
+_tracking: list[list[Store]] = []
+
+
+@contextmanager
+def closing_stores_opened() -> Iterator[None]:
+    """Close, on leaving, every store opened inside: a command's handles end with the command,
+    not whenever the garbage collector gets to them. A SQLite connection is only freed by the
+    cycle collector, and it folds its -wal file into the database as it closes, so a store
+    left to the collector changes on disk at a random later moment (even after a read-only
+    command). Stores opened before entering are left alone."""
+    opened: list[Store] = []
+    _tracking.append(opened)
+    try:
+        yield
+    finally:
+        _tracking.remove(opened)
+        for store in opened:
+            store.close()

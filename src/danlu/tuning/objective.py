@@ -159,6 +159,7 @@ class TrialCallback(Callback):
         self.last_probe: float | None = None
         self.run_id: str | None = None
         self.final_val_loss: float | None = None
+        self.seen_step = -1
 
     def _stop(self, state, outcome: str, reason: str, status: str) -> None:
         self.outcome, self.reason = outcome, reason
@@ -171,14 +172,18 @@ class TrialCallback(Callback):
         self.trial.set_user_attr("total_steps", state.total_steps)
 
     def on_step_end(self, state) -> None:
-        if not math.isfinite(state.loss):
-            self._stop(state, "nan", f"training loss is {state.loss} at step {state.step} (S9): trial stopped at once",
-                       "failed")
-        elif self.tripwire.update(state.loss):
-            t = self.tripwire
-            self._stop(state, "diverged",
-                       f"diverged: smoothed training loss {t.level:.4g} at step {state.step} is {t.level / t.best:.1f}x "
-                       f"its best {t.best:.4g} (started at {t.start:.4g}); trial stopped at once", "failed")
+        for step, loss in state.losses_since(self.seen_step):   # read back by the engine: never waits
+            self.seen_step = step
+            if self.outcome != "complete":
+                return
+            if not math.isfinite(loss):
+                self._stop(state, "nan", f"training loss is {loss} at step {step} (S9): trial stopped at once",
+                           "failed")
+            elif self.tripwire.update(loss):
+                t = self.tripwire
+                self._stop(state, "diverged",
+                           f"diverged: smoothed training loss {t.level:.4g} at step {step} is {t.level / t.best:.1f}x "
+                           f"its best {t.best:.4g} (started at {t.start:.4g}); trial stopped at once", "failed")
 
     def on_probe_end(self, state) -> None:
         value, step = state.probe_loss, state.step

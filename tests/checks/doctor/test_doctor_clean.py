@@ -23,6 +23,7 @@ CLEAN = {
     "digits": ROOT / "examples" / "digits.py",
 }
 IDS = [c.id for c in checks_of("doctor")]
+ON_REQUEST = {"S14"}  # runs only when asked (--nproc 2): skipped otherwise, with the flag that runs it
 _reports: dict = {}
 
 
@@ -38,7 +39,8 @@ def test_clean_recipe_is_quiet(name, check_id):
     found = [f for f in report_for(name).findings if f.id == check_id]
     assert found
     for f in found:
-        assert f.status in ("pass", "info"), f"{check_id} on {name}: {f.status}: {f.summary} | {f.cause}"
+        quiet = ("pass", "info", "skip") if check_id in ON_REQUEST else ("pass", "info")
+        assert f.status in quiet, f"{check_id} on {name}: {f.status}: {f.summary} | {f.cause}"
 
 
 @pytest.mark.parametrize("name", list(CLEAN))

@@ -28,7 +28,7 @@ from danlu.errors import DanluError
 def test_registry_holds_every_practice_in_stage_order():
     ids = [c.id for c in registered()]
     assert sorted(ids) == sorted(["S13", "D7", "D4", "S1", "S6", "S4", "S7", "S8", "S10", "S9",
-                                  "S2", "S3", "S5", "S11", "S12"])
+                                  "S2", "S3", "S5", "S11", "S12", "S14"])
     stages = [STAGES.index(c.stage) for c in registered()]
     assert stages == sorted(stages)
 

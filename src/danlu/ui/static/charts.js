@@ -37,13 +37,14 @@ export function groupSeries(names) {
   for (const name of names) {
     const last = name.split('/').pop();
     let key;
-    if (/loss/i.test(last)) key = 'loss';
+    if (/^sys\//.test(name)) key = 'resources: ' + last.replace(/_/g, ' ');
+    else if (/loss/i.test(last)) key = 'loss';
     else if (/^(lr|learning_rate)$/i.test(last) || /(^|\/)lr(\/|$)/.test(name)) key = 'learning rate';
     else key = last;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(name);
   }
-  const order = (k) => (k === 'loss' ? 0 : k === 'learning rate' ? 2 : 1);
+  const order = (k) => (k === 'loss' ? 0 : k === 'learning rate' ? 2 : k.startsWith('resources') ? 3 : 1);
   return [...groups.entries()].sort((a, b) => order(a[0]) - order(b[0]) || a[0].localeCompare(b[0]));
 }
 
