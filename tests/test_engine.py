@@ -149,3 +149,26 @@ def test_a_misspelt_hook_is_an_error_that_names_the_event(store, tiny_path):
 
     with pytest.raises(TypeError, match="none of the engine's events"):
         fit(load_recipe(tiny_path, ["epochs=1"]), store=store, progress=False, callbacks=[Nothing()])
+
+
+def test_a_run_nobody_resumes_writes_last_pt_once_at_the_end(store, tiny_path, monkeypatch):
+    """resumable=False (study trials, T3): the same training and checkpoints, written once at the end."""
+    import danlu.engine as engine
+
+    saved = []
+    real = engine._checkpoint
+    monkeypatch.setattr(engine, "_checkpoint", lambda path, state, *a: (saved.append((path.name, state.step)),
+                                                                         real(path, state, *a)))
+    kept = fit(load_recipe(tiny_path), store=store, progress=False)
+    every_epoch = [s for s in saved if s[0] == "last.pt"]
+    saved.clear()
+    once = fit(load_recipe(tiny_path), store=store, progress=False, resumable=False)
+    assert every_epoch == [("last.pt", 6), ("last.pt", 12), ("last.pt", 18)]
+    assert saved == [("last.pt", 18)]                    # best.pt too waits in memory until the end
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(store.run_dir(kept.run_id) / "checkpoints" / name, weights_only=False)
+        b = torch.load(store.run_dir(once.run_id) / "checkpoints" / name, weights_only=False)
+        assert a["model"].keys() == b["model"].keys()
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
+        assert (a["step"], a["epoch"]) == (b["step"], b["epoch"])
+    assert once.summary["best_val_loss"] == kept.summary["best_val_loss"]

@@ -446,3 +446,34 @@ def test_differences_report_a_run_outside_git_and_a_seed_change():
     rows = {(d.section, d.key): d.values for d in differences([
         _run("a", {"git": None, "seed": 0, "hparams": {}}), _run("b", {"git": {"commit": "c"}, "seed": 1})])}
     assert rows[("code", "git.commit")] == [None, "c"] and rows[("other", "seed")] == [0, 1]
+
+
+def test_a_study_worker_asks_git_and_the_environment_once(monkeypatch, tmp_path):
+    """Inside reusing_sections() the git and environment sections are taken once and copied;
+    outside, every capture asks again (a run's record is never shared by accident)."""
+    import importlib
+
+    cap = importlib.import_module("danlu.repro.capture")   # the module (danlu.repro.capture is also its function)
+    calls = {"git": 0, "env": 0}
+
+    def git(folder):
+        calls["git"] += 1
+        return {"commit": "abc", "dirty": False}
+
+    def env():
+        calls["env"] += 1
+        return {"python": "3"}
+
+    monkeypatch.setattr(cap, "git_info", git)
+    monkeypatch.setattr(cap, "environment", env)
+    recipe = tmp_path / "r.py"
+    recipe.write_text("x = 1\n")
+    with cap.reusing_sections():
+        first = cap.capture(recipe, hparams={"lr": 0.1})
+        second = cap.capture(recipe, hparams={"lr": 0.2})
+    assert calls == {"git": 1, "env": 1}
+    assert first["git"] == second["git"] and first["git"] is not second["git"]
+    assert (first["hparams"], second["hparams"]) == ({"lr": 0.1}, {"lr": 0.2})   # per run, as before
+    cap.capture(recipe)
+    cap.capture(recipe)
+    assert calls == {"git": 3, "env": 3}

@@ -67,6 +67,9 @@ class FitState:
     flushed: deque = field(default_factory=lambda: deque(maxlen=1024))
     skipped_steps: int = 0            # optimizer steps the float16 gradient scaler skipped
     dist: Dist = field(default_factory=Dist)  # this process among several (rank 0 writes)
+    #: False for runs nobody resumes (study trials): checkpoints are written once, at the end.
+    resumable: bool = True
+    best_weights: dict[str, torch.Tensor] | None = None  # not resumable: the best model, kept until the end
     _loss: Any = math.nan             # the latest training loss: a float, or a device tensor not yet read
 
     @property
@@ -282,6 +285,7 @@ def fit(
     parent: str | None = None,
     init_from: str | Path | None = None,
     monitor_resources: bool = True,
+    resumable: bool = True,
 ) -> FitResult:
     """Train a recipe with full tracking; return the run's id, status and summary.
 
@@ -289,7 +293,11 @@ def fit(
     its last checkpoint; on CPU the resumed curve equals the uninterrupted one exactly.
     `init_from` is a checkpoint whose model weights a new run starts from (optimizer and
     schedule start fresh), e.g. to train a finished run longer. `monitor_resources` records
-    CPU, memory, GPU and data-wait curves every few seconds (danlu.monitor).
+    CPU, memory, GPU and data-wait curves every few seconds (danlu.monitor). `resumable=False`
+    writes last.pt and best.pt once, when training ends (the best weights wait in memory),
+    instead of at every epoch end: for runs nobody resumes, such as study trials (a lost
+    trial is trained again), whose tiny epochs would otherwise spend a fifth of their time
+    writing checkpoints.
     """
     from danlu.store import open_store
 
@@ -356,7 +364,7 @@ def fit(
 
         state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler, dist=dist,
                          device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                         baseline_loss=_baseline_loss(train, recipe.task))
+                         baseline_loss=_baseline_loss(train, recipe.task), resumable=resumable)
         start_epoch, skip_batches = 0, 0
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model"])
@@ -444,7 +452,9 @@ def fit(
             if dist.active and dist.any(state.stop_reason is not None, device):
                 state.stop("stopped together with the other processes")
             state.epoch = epoch + 1
-            _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0, step)
+            ending = state.stop_reason or state.epoch >= recipe.epochs or state.step >= total_steps
+            if resumable or ending:
+                _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0, step)
             if state.stop_reason:
                 break
         status = state.stop_status if state.stop_reason else "finished"
@@ -465,6 +475,7 @@ def fit(
     finally:
         restore_signals()
         losses.flush(state, run)
+        _save_best(ckpt_dir / "best.pt", state)
         if monitor is not None:
             monitor.stop()
         elapsed = time.time() - start_time
@@ -549,6 +560,17 @@ def _failed_before_training(run: Run):
         raise
 
 
+def _save_best(path: Path, state: FitState) -> None:
+    """A run that is not resumable: the best model's weights, kept in memory, written once at the end."""
+    if state.best_weights is None:
+        return
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": state.best_weights, "step": state.best_step, "epoch": state.best_epoch - 1,  # as _checkpoint
+                "hparams": state.recipe.hparams()}, tmp)
+    tmp.replace(path)
+    state.best_weights = None
+
+
 def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run: Run, step: TrainStep) -> None:
     """Whole-set validation, best checkpoint, early stopping (T3)."""
     state.val_loss, state.val_metrics = evaluate(recipe, state.model, val_loader, state.device, dist=state.dist)
@@ -559,7 +581,10 @@ def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run:
         state.best_val_loss, state.best_epoch, state.best_step = state.val_loss, state.epoch + 1, state.step
         state.best_metrics = dict(state.val_metrics)
         state.bad_epochs = 0
-        _checkpoint(ckpt_dir / "best.pt", state, {}, 0, step)
+        if state.resumable:
+            _checkpoint(ckpt_dir / "best.pt", state, {}, 0, step)
+        elif state.dist.main:  # written once when training ends (_save_best)
+            state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
     else:
         state.bad_epochs += 1
         if recipe.patience > 0 and state.bad_epochs >= recipe.patience:

@@ -14,6 +14,7 @@ import inspect
 import math
 import sys
 import typing
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -28,6 +29,8 @@ __all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "inf
            "recipe_source", "check_data", "check_model", "check_values"]
 
 _TRUE = {"1", "true", "yes", "on"}
+#: Recipe class -> its fields (Recipe.fields), kept as long as the class lives.
+_FIELDS: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -81,7 +84,15 @@ class Recipe:
     # ------------------------------------------------------------------ fields
     @classmethod
     def fields(cls) -> dict[str, Any]:
-        """Map of hyperparameter name -> declared type, base fields first."""
+        """Map of hyperparameter name -> declared type, base fields first (worked out once per class:
+        resolving type hints is most of what a tiny trial's set-up costs)."""
+        known = _FIELDS.get(cls)
+        if known is None:
+            known = _FIELDS[cls] = cls._find_fields()
+        return dict(known)
+
+    @classmethod
+    def _find_fields(cls) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         out: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):

@@ -14,6 +14,10 @@ from danlu.tuning.storage import load_optuna_study
 from danlu.tuning.study import new_study
 
 
+def _phases(report):
+    return next(f for f in report.findings if f.name == "explore, then exploit")
+
+
 def _trials(store, name, stage=0):
     from danlu.tuning.spec import StudySpec
     from danlu.tuning.storage import local_storage_url, open_storage
@@ -143,3 +147,116 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "ray", raising=False)
     with pytest.raises(MissingExtra, match=r"pip install 'danlu\[ray\]'"):
         RayExecutor("local").run(WorkerJob(store="x", storage="journal:/nonexistent", name="n"), 1)
+
+
+def test_a_trial_that_reached_its_full_budget_is_complete_never_pruned(store, synth_path):
+    """H4: with 9 steps and rungs at 1, 3 and 9 the top rung is the trial's end; reaching it
+    completes the trial (it was paid for in full), whatever its value there."""
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "9", "batch_size": "32"}, trials=14,
+                      name="top", prune="asha", min_resource=1, mode="explore")
+    study.run(Sequential())
+    trials = _trials(store, "top")
+    assert {t.user_attrs["total_steps"] for t in trials} == {9}
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned                                                   # pruning did happen, at earlier rungs
+    assert all(t.user_attrs["steps"] < 9 for t in pruned)
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.user_attrs["steps"] == 9)
+
+
+def test_a_rung_prunes_only_after_enough_earlier_trials_reached_it(store, synth_path):
+    """H4: 'not among the best third' needs at least 2 x 3 earlier trials at the rung; with
+    fewer, one lucky early trial would stop every trial after it."""
+    from danlu.tuning.objective import min_trials_per_rung
+
+    need = min_trials_per_rung(3)
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=12, name="rung",
+                      prune="asha", min_resource=2, mode="explore")
+    study.run(Sequential())
+    trials = _trials(store, "rung")
+    assert all(t.state == TrialState.COMPLETE for t in trials[:need])
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned
+    for t in pruned:
+        step = max(t.intermediate_values)
+        earlier = [u for u in trials if u.number < t.number and any(s >= step for s in u.intermediate_values)]
+        assert len(earlier) >= need
+
+
+def test_tune_spends_what_pruning_saved_on_tpe_trials_and_reports_both_phases(store, synth_path):
+    """H2: explore the Sobol points, then TPE trials in the same study until trials x steps are spent."""
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=10, name="tune",
+                      prune="asha", min_resource=2)
+    assert study.spec.mode == "tune"                                 # the default
+    report = study.run(Sequential())
+    trials = _trials(store, "tune")
+    explore = [t for t in trials if "point" in t.user_attrs]
+    exploit = [t for t in trials if t.user_attrs.get("phase") == "exploit"]
+    assert [t.user_attrs["point"] for t in explore] == list(range(10)) and exploit
+    assert min(t.number for t in exploit) > max(t.number for t in explore)   # exploitation comes after
+    per_trial = trials[0].user_attrs["total_steps"]
+    budget = 10 * per_trial
+    spent = sum(t.user_attrs["steps"] for t in trials)
+    assert budget - 2 < spent <= budget + per_trial   # spent: less than one first rung (2 steps) left over
+    phases = _phases(report)
+    assert phases.evidence["budget"] == budget
+    assert phases.evidence["explore"]["steps"] + phases.evidence["exploit"]["steps"] == spent
+    assert phases.evidence["exploit"]["trials"] == len(exploit)
+    # importance (H1) is judged on the even exploration only; the best trial may come from either phase
+    best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number))
+    assert report.meta["best"]["trial"] == best.number
+
+
+def test_tune_without_pruning_has_nothing_left_to_exploit(store, synth_path):
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "1"}, trials=4, name="flat", prune="none")
+    report = study.run(Sequential())
+    trials = _trials(store, "flat")
+    assert len(trials) == 4 and not [t for t in trials if t.user_attrs.get("phase") == "exploit"]
+    assert _phases(report).evidence["exploit"]["trials"] == 0
+
+
+def test_the_pruner_is_never_asked_about_a_trial_at_its_last_step():
+    """A pruner that would stop everything stops a trial before its last step, never at it."""
+    from types import SimpleNamespace
+
+    from danlu.tuning.objective import TrialCallback
+
+    class StopAll:
+        factor = 3
+
+        def should_prune(self, trial, step):
+            return True
+
+    reported = []
+    trial = SimpleNamespace(report=lambda value, step: reported.append(step))
+    stopped = []
+
+    def state(step):
+        return SimpleNamespace(probe_loss=1.0, step=step, total_steps=9,
+                               stop=lambda reason, status: stopped.append((step, status)))
+
+    last = TrialCallback(trial, StopAll(), min_resource=1, pruner_name="asha")
+    last.on_probe_end(state(9))
+    assert last.outcome == "complete" and stopped == [] and reported == [9]
+    early = TrialCallback(trial, StopAll(), min_resource=1, pruner_name="asha")
+    early.on_probe_end(state(3))
+    assert early.outcome == "pruned" and stopped == [(3, "stopped")]
+
+
+@pytest.mark.parametrize("fourth,pruned", [(1.5, False), (2.5, True)])
+def test_a_rung_keeps_the_best_third_rounded_up_and_waits_for_three_earlier_trials(fourth, pruned):
+    """H4: at a rung with 3 earlier values (1, 2, 3) the best ceil(4/3) = 2 of 4 go on: 1.5 is kept
+    (Optuna's own rule, the best 4 // 3 = 1, would stop it), 2.5 is pruned; nothing is pruned before."""
+    import optuna
+
+    from danlu.tuning.objective import OrderedPruning
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, min_early_stopping_rate=0)
+    decisions = []
+    for value in (1.0, 2.0, 3.0, fourth):
+        trial = study.ask()
+        trial.report(value, 1)
+        decisions.append(OrderedPruning(study, pruner, 1, 3).should_prune(trial, 1))
+        study.tell(trial, value)
+    assert decisions == [False, False, False, pruned]

@@ -90,7 +90,7 @@ def test_workers_give_the_same_trials_as_a_sequential_run(tmp_path, synth_path):
     results = []
     for workers, executor in ((1, Sequential()), (2, LocalProcesses())):
         store = open_store(tmp_path / f"store{workers}")
-        study = new_study(store, str(synth_path), ["a=0..1", "b=0..1"], trials=6, name="same", prune="asha",
+        study = new_study(store, str(synth_path), ["a=0..1", "b=0..1"], trials=10, name="same", prune="asha", mode="explore",
                           min_resource=2, seed=3)
         study.run(executor, workers)
         results.append(_summary(_stage(store, "same")))

@@ -115,7 +115,7 @@ def _demo_study(store, recipe_path: Path, trials: int = 12) -> None:
     from danlu.tuning.executors import get_executor
     from danlu.tuning.study import new_study
 
-    study = new_study(store, str(recipe_path), DEMO_VARY, fixed=DEMO_FIX, trials=trials,
+    study = new_study(store, str(recipe_path), DEMO_VARY, fixed=DEMO_FIX, trials=trials, mode="explore",
                       prune="asha", seed=0, command=f"danlu demo --study ({recipe_path})")
     console.print(f"study [bold]{escape(study.spec.name)}[/]: {trials} quasi-random trials of "
                   f"{escape(' '.join(DEMO_VARY))}, pruning hopeless ones after {study.spec.min_resource} steps")

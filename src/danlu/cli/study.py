@@ -1,7 +1,7 @@
 """`danlu study`: sensitivity studies, early kills and staged scale (H1-H6), on Optuna.
 
     danlu study RECIPE --vary lr=1e-5..1e-1:log weight_decay=0..0.1 batch_size=16,32,64,128
-                [--fix k=v ...] [--trials N] [--workers N] [--name NAME] [--mode explore|exploit]
+                [--fix k=v ...] [--trials N] [--workers N] [--name NAME] [--mode tune|explore|exploit]
                 [--prune asha|hyperband|none] [--min-resource STEPS] [--stages 0.01,0.1,1.0]
                 [--scientific NAME] [--storage URL] [--ray ADDRESS] [--json]
     danlu study --resume NAME
@@ -52,8 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=16, help="trials in the first stage (default 16)")
     p.add_argument("--workers", type=int, default=1, help="trials at once in local processes (default 1)")
     p.add_argument("--name", default=None, help="study name (default: generated)")
-    p.add_argument("--mode", choices=["explore", "exploit"], default="explore",
-                   help="explore: scrambled Sobol points (default); exploit: TPE over the ranges an exploration narrowed")
+    p.add_argument("--mode", choices=["tune", "explore", "exploit"], default="tune",
+                   help="tune (default): Sobol points, then TPE on the steps pruning saved until --trials full "
+                        "trials' steps are spent; explore: the Sobol points only; exploit: TPE over the ranges an "
+                        "exploration narrowed")
     p.add_argument("--from", dest="source", default=None, metavar="STUDY",
                    help="exploit: the exploration to narrow (default: the newest of this recipe)")
     p.add_argument("--prune", choices=["asha", "hyperband", "none"], default="asha",
@@ -120,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         if not args.target:
             raise DanluError("Give a recipe (danlu study RECIPE --vary ...) or --resume NAME.")
-        if not args.vary and args.mode == "explore":
+        if not args.vary and args.mode in ("tune", "explore"):
             raise DanluError("Say what to vary: --vary lr=1e-5..1e-1:log weight_decay=0..0.1 (see --help).")
         study = new_study(
             store, args.target, args.vary, fixed=parse_overrides(args.fix), trials=args.trials, name=args.name,

@@ -17,7 +17,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from danlu.repro.capture import RECORD_VERSION, git_info, sha256_file
+from danlu.repro.capture import RECORD_VERSION, _reused, git_root, sha256_file
 
 __all__ = ["snapshot_code", "load_snapshot", "diff_snapshots", "MANIFEST"]
 
@@ -47,9 +47,9 @@ def snapshot_code(recipe_file: Path | str, dest: Path | str) -> list[str]:
     if not recipe.is_file():
         raise FileNotFoundError(f"Recipe file '{recipe}' does not exist; cannot snapshot its code.")
     dest = Path(dest)
-    git = git_info(recipe.parent)
-    base = Path(git["root"]).resolve() if git else recipe.parent
-    modules = _local_imports(recipe, base)
+    top = git_root(recipe.parent)
+    base = top.resolve() if top is not None else recipe.parent
+    modules = _reused(("imports", str(recipe), str(base)), lambda: _local_imports(recipe, base))
 
     files: dict[str, str] = {}
     module_names: dict[str, str] = {}
@@ -71,7 +71,7 @@ def snapshot_code(recipe_file: Path | str, dest: Path | str) -> list[str]:
         "version": RECORD_VERSION,
         "recipe": recipe.relative_to(base).as_posix(),
         "source_root": str(base),
-        "base": "git" if git else "folder",
+        "base": "git" if top is not None else "folder",
         "files": files,
         "modules": module_names,
         "sys_path": sorted(roots),

@@ -7,10 +7,11 @@ tag ``study:<name>``). A callback watches the engine's own events:
 - every training step: a NaN/Inf loss stops the trial at once (outcome ``nan``), and a
   training loss that diverges (danlu.curves.divergence, the definition the curve reader
   uses) stops it as ``diverged``;
-- every validation probe (``recipe.probe_every`` steps, logged as ``val/probe_loss``):
-  the probe loss is reported to Optuna (``trial.report``) so that pruning and
-  the user's curves see the same numbers (T1), and from ``min_resource`` steps on the
-  pruner decides (H4: stop the hopeless early, but not before the stated minimum).
+- the first validation probe (``recipe.probe_every`` steps, logged as ``val/probe_loss``)
+  at or after each rung, and the last: the probe loss is reported to Optuna
+  (``trial.report``) so that pruning and the user's curves see the same numbers (T1), and
+  from ``min_resource`` steps on the pruner decides (H4: stop the hopeless early, but not
+  before the stated minimum). A trial that reaches its last step is complete.
 
 Pruning is made order-independent so that ``--workers N`` gives the same trials as a
 sequential run (`OrderedPruning`): trial k is judged by Optuna's pruner against trials
@@ -42,7 +43,7 @@ from danlu.tuning.storage import (
 )
 
 __all__ = ["WorkerJob", "run_worker", "run_trial", "TrialCallback", "OrderedPruning",
-           "make_pruner"]
+           "make_pruner", "min_trials_per_rung"]
 
 #: Longest a trial waits for lower-numbered trials to pass a rung before judging alone.
 RUNG_WAIT_LIMIT = 600.0
@@ -75,6 +76,18 @@ def make_pruner(spec: StudySpec, stage: dict[str, Any]):
         return optuna.pruners.HyperbandPruner(
             min_resource=m, max_resource=max_resource, reduction_factor=spec.reduction_factor)
     return optuna.pruners.NopPruner()
+
+
+def min_trials_per_rung(factor: int) -> int:
+    """Earlier trials a rung needs before it prunes: the reduction factor (3).
+
+    Below it the best 1/factor of the trials at the rung is less than one trial, and a rung
+    that still pruned would stop every trial worse than the single best so far: one lucky
+    early trial then stops all that follow (seen on a regression task: the first trial
+    completed, the next 23 were pruned and the search never got close). With it, and the
+    best ceil(n / factor) of n kept, a trial is always judged against several.
+    """
+    return factor
 
 
 class _PastOnlyStorage:
@@ -122,10 +135,33 @@ class OrderedPruning:
                             sampler=self.study.sampler, pruner=self.pruner)
         frozen = self.study._storage.get_trial(trial._trial_id)
         assert frozen.state == TrialState.RUNNING
-        decision = bool(self.pruner.prune(view, frozen))
+        decision = bool(self.pruner.prune(view, frozen))  # also records this trial's value at the rung
+        if decision:
+            earlier = self.values_at(trial.number, rung)
+            if len(earlier) < self.min_trials:
+                decision = False  # too few earlier trials at this rung to call this one worse than most
+            else:  # kept when among the best ceil(n / factor) of the n trials at the rung, itself included
+                mine = frozen.intermediate_values[max(frozen.intermediate_values)]
+                keep = math.ceil((len(earlier) + 1) / self.factor)
+                decision = sum(1 for v in earlier if v < mine) >= keep
         self.study._storage.set_trial_user_attr(trial._trial_id, "checked_step", step)
         self.last_checked = step
         return decision
+
+    @property
+    def min_trials(self) -> int:
+        """Earlier trials that must have reached a rung before it may prune (MIN_TRIALS_PER_RUNG)."""
+        return min_trials_per_rung(self.factor)
+
+    def values_at(self, number: int, rung: int) -> list[float]:
+        """The values that trials numbered below `number` reported at rung `rung` (their first report
+        at or after it)."""
+        out = []
+        for t in self.study._storage.get_all_trials(self.study._study_id, deepcopy=False):
+            steps = [s for s in t.intermediate_values if s >= rung]
+            if t.number < number and steps:
+                out.append(t.intermediate_values[min(steps)])
+        return out
 
     def _wait_for_lower_trials(self, number: int, rung: int) -> None:
         from optuna.trial import TrialState
@@ -160,6 +196,18 @@ class TrialCallback(Callback):
         self.run_id: str | None = None
         self.final_val_loss: float | None = None
         self.seen_step = -1
+        self.factor = pruning.factor if pruning is not None else 3
+        self.last_reported = 0
+
+    def _crosses_rung(self, step: int) -> bool:
+        """Whether a rung (min_resource * factor**j) lies in (last reported step, step]. Optuna is told
+        the probe loss there only: each report is a write to a storage many workers share."""
+        r = max(1, self.min_resource)
+        while r <= step:
+            if r > self.last_reported:
+                return True
+            r *= self.factor
+        return False
 
     def _stop(self, state, outcome: str, reason: str, status: str) -> None:
         self.outcome, self.reason = outcome, reason
@@ -191,7 +239,11 @@ class TrialCallback(Callback):
             self._stop(state, "nan", f"validation probe loss is {value} at step {step}: trial stopped at once", "failed")
             return
         self.last_probe = value
-        self.trial.report(value, step)
+        if step >= state.total_steps or self._crosses_rung(step):
+            self.trial.report(value, step)  # what pruning and TPE read; the whole curve is in the run
+            self.last_reported = step
+        if step >= state.total_steps:  # its whole budget is paid: the trial is complete, never thrown away
+            return
         if self.pruning is not None and step >= self.min_resource and self.pruning.should_prune(self.trial, step):
             self._stop(state, "pruned",
                        f"pruned by {self.pruner_name} at step {step}: probe loss {value:.4g} is not among the best "
@@ -265,7 +317,7 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
             result = fit(
                 recipe, store=store, name=name, tags=[f"study:{spec.name}", f"stage:{index + 1}"],
                 note=f"study {spec.name}, stage {index + 1}, trial {trial.number}", device=spec.device,
-                callbacks=[callback], progress=False, max_steps=stage.get("max_steps"),
+                callbacks=[callback], progress=False, max_steps=stage.get("max_steps"), resumable=False,
                 data_fraction=float(stage.get("data_fraction", 1.0)),
             )
         except Exception as exc:  # a failing trial must not end the study
@@ -350,12 +402,40 @@ def counted_trials(study) -> int:
                if t.state != TrialState.FAIL or t.user_attrs.get("outcome") not in ("crashed", "interrupted"))
 
 
+def steps_spent(study, per_trial: int) -> int:
+    """Steps the stage's trials used, counting a running trial at its full length (its
+    steps are promised; parallel workers must not hand them out twice)."""
+    from optuna.trial import TrialState
+
+    spent = 0
+    for t in study.get_trials(deepcopy=False):
+        if "seeded_from" in t.user_attrs:
+            continue
+        if t.state == TrialState.RUNNING:
+            spent += per_trial
+        elif t.state != TrialState.WAITING:
+            spent += int(t.user_attrs.get("steps") or 0)
+    return spent
+
+
 def next_trial(study, stage: dict[str, Any]):
     """The next trial for this worker: a queued one, else (model-based stages) a new one
-    while the stage's target is not met; None when there is nothing left to do."""
+    while the stage's target is not met, else (tune stages) a TPE trial while the step
+    budget lasts; None when there is nothing left to do."""
     trial = _pop_waiting(study)
-    if trial is not None or stage.get("queue", True):
+    if trial is not None:
         return trial
+    if stage.get("step_budget"):
+        per_trial = int(stage.get("budget_steps") or 1)
+        # a new trial must be able to reach its first rung (pruning) or its end (no pruning)
+        needs = int(stage.get("min_resource") or per_trial) if stage.get("prunes", True) else per_trial
+        if int(stage["step_budget"]) - steps_spent(study, per_trial) < min(needs, per_trial):
+            return None
+        trial = study.ask()
+        trial.set_user_attr("phase", "exploit")
+        return trial
+    if stage.get("queue", True):
+        return None
     own = sum(1 for t in study.get_trials(deepcopy=False) if "seeded_from" not in t.user_attrs)
     seeded = len(study.get_trials(deepcopy=False)) - own
     if counted_trials(study) - seeded >= int(stage.get("target", 0)):
@@ -364,15 +444,16 @@ def next_trial(study, stage: dict[str, Any]):
 
 
 def stage_sampler(spec: StudySpec, stage: dict[str, Any]):
-    """Queue stages never sample (their trials carry fixed points); exploit stages use TPE."""
+    """Queue stages never sample (their trials carry fixed points); exploit stages, and tune
+    stages once their queue is empty, use TPE (queued points keep their fixed values)."""
     import optuna
 
-    if stage.get("queue", True):
+    if stage.get("queue", True) and not stage.get("step_budget"):
         return optuna.samplers.RandomSampler(seed=spec.seed)
     # Parallel TPE workers must not draw the same candidate: each gets its own stream.
     seed = spec.seed if stage.get("workers", 1) <= 1 else spec.seed * 100_003 + os.getpid()
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=int(stage.get("startup", 5)))
+                                      n_startup_trials=int(stage.get("startup", 0 if stage.get("step_budget") else 5)))
 
 
 def run_worker(job: WorkerJob) -> int:
@@ -384,6 +465,7 @@ def run_worker(job: WorkerJob) -> int:
     import optuna
 
     from danlu.recipe import load_recipe_class
+    from danlu.repro.capture import reusing_sections
     from danlu.store import open_store
 
     if job.threads:
@@ -406,12 +488,13 @@ def run_worker(job: WorkerJob) -> int:
         console = err_console  # progress lines are messages: stdout stays clean for --json
     done = 0
     requeue_stale(study)
-    while True:
-        trial = next_trial(study, stage_attrs)
-        if trial is None:
-            break
-        record = run_trial(study, trial, spec, stage_attrs, recipe_cls, space, store, pruner, console)
-        done += 1
-        if record["outcome"] == "interrupted":
-            raise KeyboardInterrupt
+    with reusing_sections():  # one worker, one checkout, one environment: asked once, not per trial
+        while True:
+            trial = next_trial(study, stage_attrs)
+            if trial is None:
+                break
+            record = run_trial(study, trial, spec, stage_attrs, recipe_cls, space, store, pruner, console)
+            done += 1
+            if record["outcome"] == "interrupted":
+                raise KeyboardInterrupt
     return done

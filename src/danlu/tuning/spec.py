@@ -13,9 +13,9 @@ from typing import Any
 from danlu.errors import DanluError
 from danlu.tuning.space import Space, parse_vary
 
-__all__ = ["pruning_plan", "StudySpec", "StudyError", "MODES", "PRUNERS", "prepare_spec", "build_recipe"]
+__all__ = ["pruning_plan", "rung_steps", "StudySpec", "StudyError", "MODES", "PRUNERS", "prepare_spec", "build_recipe"]
 
-MODES = ("explore", "exploit")
+MODES = ("tune", "explore", "exploit")
 PRUNERS = ("asha", "hyperband", "none")
 
 
@@ -32,7 +32,7 @@ class StudySpec:
     vary: list[str]                               # canonical --vary tokens
     fixed: dict[str, str] = field(default_factory=dict)
     trials: int = 16
-    mode: str = "explore"                         # explore (QMC) | exploit (TPE)
+    mode: str = "tune"                            # tune (QMC, then TPE) | explore (QMC) | exploit (TPE)
     prune: str = "asha"                           # asha | hyperband | none
     min_resource: int = 0                         # steps before any trial may be pruned
     reduction_factor: int = 3
@@ -102,7 +102,19 @@ def pruning_plan(spec: StudySpec, min_resource: int, steps: int) -> str:
         return (f"no pruning can happen: trials of {steps} steps end before step {min_resource}, the first "
                 f"at which one may be pruned (a trial reports every {spec.probe_every} steps, probe_every); "
                 "lower --min-resource or probe_every")
-    return f"pruning ({spec.prune}) from step {min_resource} of {steps} (--min-resource)"
+    rungs = rung_steps(min_resource, spec.reduction_factor, steps)
+    return (f"pruning ({spec.prune}) at step{'s' if len(rungs) > 1 else ''} {', '.join(map(str, rungs))} of {steps} "
+            f"(--min-resource {min_resource}); a trial that reaches step {steps} is complete")
+
+
+def rung_steps(min_resource: int, factor: int, steps: int) -> list[int]:
+    """The steps at which a trial of `steps` steps may be pruned: min_resource * factor**j
+    below its last step. The top rung is the full trial: reaching it completes the trial."""
+    rungs, r = [], max(1, min_resource)
+    while r < steps:
+        rungs.append(r)
+        r *= factor
+    return rungs
 
 
 def prepare_spec(spec: StudySpec, recipe_cls) -> StudySpec:

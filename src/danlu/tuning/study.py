@@ -144,10 +144,12 @@ class Study:
             study.set_user_attr("danlu_spec", json.dumps(spec.to_dict()))
         have = {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False)}
         space = spec.space(recipe_cls)
-        if index == 0 and spec.mode == "explore":
+        if index == 0 and spec.mode in ("explore", "tune"):
             for i, point in enumerate(qmc_points(space, spec.trials, spec.seed)):
                 if i not in have:
                     study.enqueue_trial(point, user_attrs={"point": i}, skip_if_exists=False)
+            if spec.mode == "tune":  # then TPE, on what pruning saved, until trials x steps are spent (H2)
+                stage.update(step_budget=spec.trials * plan.budget_steps, prunes=spec.prune != "none")
         elif index == 0:  # exploit: narrowed space, seeded with the exploration's trials
             dists = space.distributions()
             stage.update(queue=False, target=spec.trials, startup=max(0, 5 - len(spec.seeded_trials)))
@@ -223,10 +225,13 @@ class Study:
         spec = self.spec
         stage = study.user_attrs.get("danlu_stage", {})
         n = spec.trials if stage.get("queue") is False else len(study.get_trials(deepcopy=False))
+        n = min(n, spec.trials) if stage.get("step_budget") else n
         fraction = spec.stages[index]
         scale = ("full scale" if fraction >= 1 else f"{fraction:g} of the training data" if spec.stage_on == "data"
                  else f"{fraction:g} of the step budget")
         line = f"stage {index + 1}/{len(spec.stages)}: {n} trials at {scale}"
+        if stage.get("step_budget"):
+            line += f", then TPE until {stage['step_budget']} steps are spent"
         if index > 0:
             previous = load_optuna_study(self.storage, spec.name, index - 1)
             eta = estimate_stage_seconds(previous.get_trials(deepcopy=False), spec.stages[index - 1],
@@ -283,7 +288,8 @@ def join_study(storage_url: str, name: str, store, executor, workers: int = 1, r
             if not study.user_attrs.get("seeded"):
                 continue
             states = {t.state for t in study.get_trials(deepcopy=False)}
-            if TrialState.WAITING in states or study.user_attrs.get("danlu_stage", {}).get("queue") is False:
+            attrs = study.user_attrs.get("danlu_stage", {})
+            if TrialState.WAITING in states or attrs.get("queue") is False or attrs.get("step_budget"):
                 job = WorkerJob(store=str(store.root), storage=storage_url, name=name, stage=i,
                                 recipe=recipe, quiet=console is None)
                 ran += executor.run(job, workers)
@@ -299,15 +305,18 @@ def join_study(storage_url: str, name: str, store, executor, workers: int = 1, r
 
 
 def new_study(store, recipe: str, vary: list[str], *, fixed: dict[str, str] | None = None, trials: int = 16,
-              name: str | None = None, mode: str = "explore", prune: str = "asha", min_resource: int = 0,
+              name: str | None = None, mode: str = "tune", prune: str = "asha", min_resource: int = 0,
               stages: list[float] | None = None, stage_on: str = "data", keep: float = 1 / 3,
               scientific: str | None = None, seed: int = 0, storage: str | None = None, device: str = "cpu",
               source: str | None = None, command: str | None = None) -> Study:
     """Check everything, fill in the recipe's budget, and create the study (store + storage).
 
-    Exploit mode (`mode="exploit"`) narrows the ranges of the exploration `source` (by
-    default the newest finished explore study of the same recipe) around its best trials
-    and seeds TPE with the trials that fall inside them (H2)."""
+    Tune mode (the default) explores `trials` quasi-random points, then spends the steps that
+    pruning saved (the budget is `trials` full trials) on TPE trials in the same study,
+    seeded with the exploration's (H2). Explore mode only explores. Exploit mode
+    (`mode="exploit"`) narrows the ranges of the exploration `source` (by default the newest
+    finished explore study of the same recipe) around its best trials and seeds TPE with the
+    trials that fall inside them (H2)."""
     from danlu.recipe import load_recipe_class
     from danlu.store.base import make_run_name
 
@@ -338,7 +347,7 @@ def _narrow_from_exploration(store, spec: StudySpec, vary: list[str], recipe_cls
     source = spec.source
     if source is None:
         explorations = [r for r in store.list_runs(kind="study") if r.status == "finished"
-                        and r.config.get("mode") == "explore" and r.config.get("recipe") == spec.recipe]
+                        and r.config.get("mode") in ("explore", "tune") and r.config.get("recipe") == spec.recipe]
         if not explorations:
             raise StudyError("mode='exploit' narrows an exploration, and this recipe has no finished one; run "
                              "an explore study first (`danlu study RECIPE --vary ...`), or name one (source=NAME).")

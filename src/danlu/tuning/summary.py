@@ -19,7 +19,7 @@ from danlu.plots import figure, plotting_available, save
 from danlu.report import Finding, Report, Table
 from danlu.tuning.space import Space
 
-__all__ = ["study_report", "reproduce_command", "trial_rows"]
+__all__ = ["study_report", "reproduce_command", "trial_rows", "phase_of"]
 
 
 def reproduce_command(spec, params: dict[str, Any], stage_fraction: float = 1.0, cwd: Path | None = None) -> str:
@@ -66,7 +66,7 @@ def study_report(study, recipe_cls=None) -> Report:
     space = spec.space(recipe_cls)
     stages = study.stage_studies()
     stage_trials = [s.get_trials(deepcopy=False) for s in stages]
-    first = stage_trials[0] if stage_trials else []
+    first = [t for t in (stage_trials[0] if stage_trials else []) if phase_of(t) == "explore"]
     findings: list[Finding] = []
     tables: list[Table] = []
     meta: dict[str, Any] = {"study": spec.name, "mode": spec.mode, "spec": spec.to_dict()}
@@ -164,6 +164,8 @@ def study_report(study, recipe_cls=None) -> Report:
             f"{steps_used} training steps used, {saved:.0%} fewer than running every trial to its end",
             evidence={"pruned": counts["pruned"], "steps": steps_used, "budget": budget, "min_resource": spec.min_resource},
         ))
+    if spec.mode == "tune" and stage_trials:
+        findings.append(_phases_finding(stage_trials[0], stages[0].user_attrs.get("danlu_stage", {})))
     if len(spec.stages) > 1:
         sizes = [len([t for t in ts if "seeded_from" not in t.user_attrs and t.user_attrs.get("outcome") != "crashed"])
                  for ts in stage_trials]
@@ -206,6 +208,31 @@ def study_report(study, recipe_cls=None) -> Report:
     meta["basis"] = comp.describe()
     return Report(kind="study", title=f"study {spec.name}: {spec.mode}, {total} trials", findings=findings,
                   tables=tables, images=images, meta=meta)
+
+
+def phase_of(trial) -> str:
+    """'exploit' for the TPE trials a tune stage added after its queue, else 'explore'."""
+    return "exploit" if trial.user_attrs.get("phase") == "exploit" else "explore"
+
+
+def _phases_finding(trials, stage: dict[str, Any]) -> Finding:
+    """H2: how much of the step budget exploration and exploitation used, and what each found."""
+    from optuna.trial import TrialState
+
+    budget = int(stage.get("step_budget") or 0)
+    parts, evidence = [], {"budget": budget}
+    for phase in ("explore", "exploit"):
+        mine = [t for t in trials if phase_of(t) == phase and "seeded_from" not in t.user_attrs]
+        steps = sum(int(t.user_attrs.get("steps") or 0) for t in mine)
+        done = [t.value for t in mine if t.state == TrialState.COMPLETE and t.value is not None
+                and math.isfinite(t.value)]
+        best = min(done) if done else None
+        evidence[phase] = {"trials": len(mine), "steps": steps, "best": best}
+        share = f"{steps / budget:.0%} of the budget" if budget else f"{steps} steps"
+        found = f"best {best:.4g}" if best is not None else "no completed trial"
+        parts.append(f"{phase} {len(mine)} trials, {steps} steps ({share}), {found}")
+    return Finding("H2", "explore, then exploit", "info", "; ".join(parts) + f" (budget {budget} steps)",
+                   evidence=evidence)
 
 
 def _best_trial(stage_trials) -> tuple[int, Any] | None:
