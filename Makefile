@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 .PHONY: demo test test-fast lint install bench clean
 
 # The demo needs danlu and a few small packages; the tests add their tools (pytest, playwright,
-# ray, psycopg2, ruff, mypy), which are much larger. Each step says what it installs.
+# ray, psycopg2, lightning, transformers, ruff, mypy), which are much larger. Each step says what it installs.
 $(VENV)/.demo: pyproject.toml
 	@echo "== danlu set-up 1/3: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(VENV)/.demo: pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.demo
-	@echo "== danlu set-up: the test and development tools (pytest, playwright, ray, psycopg2, ruff, mypy)"
+	@echo "== danlu set-up: the test and development tools (pytest, playwright, ray, psycopg2, lightning, transformers, tensorboard, jupyter kernel, ruff, mypy)"
 	$(PIP) install --progress-bar on -e '.[dev,examples,study,ui,plots]'
 	touch $@
 

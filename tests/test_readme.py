@@ -10,6 +10,16 @@ from danlu.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _integration_tests(name: str):
+    """A module of tests/integrations (its models and data feed the README's snippets)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"readme_{name}", ROOT / "tests" / "integrations" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _blocks(lang: str) -> list[str]:
     text = (ROOT / "README.md").read_text()
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
@@ -64,3 +74,64 @@ def test_readme_python_functions(tmp_path, monkeypatch):
 
     kinds = {r.kind for r in open_store(tmp_path / ".danlu").list_runs()}
     assert kinds == {"check", "audit", "train"}     # every report kept, with its run
+
+
+def test_readme_logs_from_other_tools(tmp_path, monkeypatch, capsys):
+    """The 'Logs from other tools' commands, on event files PyTorch's SummaryWriter writes."""
+    import shlex
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Logs from other tools", 1)[1]
+    block = re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.startswith("danlu ")]
+    assert [c[1] for c in commands] == ["import", "diagnose", "export"]
+    monkeypatch.chdir(tmp_path)
+    writer = SummaryWriter(log_dir="runs/exp1")
+    for step in range(40):
+        writer.add_scalar("train_loss", 1.0 / (step + 1), step)
+    writer.close()
+    store = ["--store", str(tmp_path / "store")]
+    codes = [main([*c[1:], *store]) for c in commands]
+    assert codes[0] == 0 and codes[1] in (0, 1) and codes[2] == 0
+    assert (tmp_path / "exported" / "runs" / "exp1" / "metrics.csv").exists()
+
+
+def test_readme_lightning_snippet(tmp_path, monkeypatch):
+    """The Lightning section runs as written, given a model and loaders (the ones its tests use)."""
+    from danlu.store import open_store
+
+    tests = _integration_tests("test_lightning")
+    Tiny, _loaders = tests.Tiny, tests._loaders
+
+    block = next(b for b in _blocks("python") if b.startswith("# with_lightning.py"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DANLU_HOME", str(tmp_path / "store"))
+    train_loader, val_loader = _loaders()
+    exec(compile(block, "README.md", "exec"), {"model": Tiny(), "train_loader": train_loader, "val_loader": val_loader})
+    record = open_store(tmp_path / "store").get_run("pl-baseline")
+    assert record.status == "finished" and record.summary.get("diagnosis")
+
+
+def test_readme_hf_snippet(tmp_path, monkeypatch):
+    """The Hugging Face section runs as written, given the tiny BERT its tests build."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+    from danlu.store import open_store
+
+    Tokens = _integration_tests("test_hf").Tokens
+
+    block = next(b for b in _blocks("python") if b.startswith("# with_hf.py"))
+    monkeypatch.setenv("DANLU_HOME", str(tmp_path / "store"))
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32,
+                                                     max_position_embeddings=16))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=10, logging_steps=1, report_to=[],
+                             use_cpu=True, save_strategy="no", disable_tqdm=True)
+    exec(compile(block, "README.md", "exec"), {"model": model, "args": args, "train": Tokens(64, 0),
+                                               "val": Tokens(16, 1)})
+    record = open_store(tmp_path / "store").get_run("hf-baseline")
+    assert record.status == "finished" and len(open_store(tmp_path / "store").read_series(record.id, "loss")[0]) == 10

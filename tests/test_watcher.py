@@ -149,3 +149,19 @@ def test_norms_and_nan_report_go_to_the_run(tmp_path):
         assert steps.tolist() == [1, 2, 3] and (values > 0).all()
     (report,) = store.list_reports(run.id, kind="check")
     assert report.data["findings"][0]["evidence"]["module"] == "logs"
+
+
+def test_a_model_whose_forward_is_never_called_is_reported_not_replayed():
+    """A LightningModule-style loop calls the layers, never model(...): the NaN is still caught
+    and reported, without a replay (there is no forward to replay) and without crashing."""
+    torch.manual_seed(0)
+    holder = nn.Module()
+    holder.net = nn.Linear(4, 1)
+    opt = torch.optim.SGD(holder.parameters(), lr=0.1)
+    watcher = watch(holder, opt, on_nonfinite="ignore")
+    loss = holder.net(torch.randn(8, 4)).sum() * float("nan")   # planted NaN, through the layer itself
+    loss.backward()
+    opt.step()
+    watcher.remove()
+    (event,) = watcher.events
+    assert event.evidence["source"] == "danlu.watch" and watcher.nonfinite_steps

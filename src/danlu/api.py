@@ -32,7 +32,8 @@ from danlu.recipe import Recipe
 from danlu.report import Report
 from danlu.store.base import Store
 
-__all__ = ["check", "audit", "cases", "diagnose", "lr_find", "reproduce", "diff", "Reproduction",
+__all__ = ["check", "audit", "cases", "diagnose", "lr_find", "reproduce", "diff", "Reproduction", "import_logs",
+           "export_runs", "located",
            "as_recipe", "as_store", "as_overrides", "compare_series"]
 
 StoreLike = Store | str | Path | None
@@ -43,6 +44,17 @@ def as_store(store: StoreLike, create: bool = True) -> Store:
     from danlu.store import open_store
 
     return store if isinstance(store, Store) else open_store(store, create=create)
+
+
+def located(report: Report, store: StoreLike) -> Report:
+    """Tell the report where its pictures are (its run's folder), so a notebook shows them inline."""
+    run_id = report.meta.get("run_id")
+    if run_id and report.folder is None:
+        try:
+            report.folder = str(as_store(store, create=False).run_dir(run_id, create=False))
+        except DanluError:  # no store there: the report still renders, without its pictures
+            pass
+    return report
 
 
 def as_recipe(recipe: Recipe | str | Path, overrides: Mapping[str, str] | Sequence[str] | None = None) -> Recipe:
@@ -90,7 +102,7 @@ def check(
                             out_dir=tmp if save else None, progress=progress)
         if save:
             keep_report(report, store=as_store(store), recipe=recipe, tags=["check"], image_root=tmp)
-    return report
+    return located(report, store) if save else report
 
 
 def audit(
@@ -132,7 +144,7 @@ def audit(
                             out_dir=tmp if save else None, progress=progress)
         if save:
             keep_report(report, store=as_store(store), run=target, recipe=recipe, image_root=tmp)
-    return report
+    return located(report, store) if save else report
 
 
 # ------------------------------------------------------------------ runs
@@ -141,7 +153,8 @@ def diagnose(run: str = "last", *, store: StoreLike = None, baseline_loss: float
     """Read a run's curves into a regime with evidence and the fix (T2-T4); kept with the run."""
     from danlu.curves.diagnosis import diagnose_run
 
-    return diagnose_run(as_store(store, create=False), run, baseline_loss=baseline_loss, save=save, plot=plot)
+    return located(diagnose_run(as_store(store, create=False), run, baseline_loss=baseline_loss, save=save,
+                                plot=plot), store)
 
 
 def cases(
@@ -217,7 +230,7 @@ def cases(
             report.meta["fold_runs"] = fold_runs
         if save:
             keep_report(report, store=the_store, run=first.id, image_root=tmp)
-    return report
+    return located(report, the_store) if save else report
 
 
 def lr_find(
@@ -273,7 +286,7 @@ def lr_find(
     if run is not None:
         summary = {k: report.meta[k] for k in ("suggestion", "confidence", "best_lr") if report.meta.get(k) is not None}
         keep_report(report, run=run, summary=summary)
-    return report
+    return located(report, run.store) if run is not None else report
 
 
 @dataclass
@@ -348,3 +361,19 @@ def diff(run_a: str, run_b: str, *, store: StoreLike = None):
 
     the_store = as_store(store, create=False)
     return diff_runs(the_store, the_store.get_run(run_a), the_store.get_run(run_b))
+
+
+def import_logs(path: str | Path, format: str = "tensorboard", *, store: StoreLike = None,
+                name: str | None = None, tags: Sequence[str] = ()):
+    """Read TensorBoard event files, Lightning CSV logs or JSON lines into runs (one per source
+    folder or file), so diagnose, runs, diff and the dashboard work on them; returns what each became."""
+    from danlu.integrations import import_logs as run_import
+
+    return run_import(as_store(store), path, format, name=name, tags=tags)
+
+
+def export_runs(runs: Sequence[str], format: str, out: str | Path, *, store: StoreLike = None) -> list[Path]:
+    """Write runs' curves and hyperparameters as TensorBoard event files, CSV, JSON lines or Parquet."""
+    from danlu.integrations import export_runs as run_export
+
+    return run_export(as_store(store, create=False), list(runs), format, out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
@@ -20,7 +21,9 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from danlu.console import STATUS_STYLE, console, escape
-from danlu.report import Report
+
+if TYPE_CHECKING:  # the report model only names the type here (report.py renders through this module)
+    from danlu.report import Report
 
 __all__ = ["print_report", "print_table", "print_fields", "Column", "fit_columns", "sparkline", "format_value",
            "terminal_plot"]

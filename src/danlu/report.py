@@ -64,6 +64,31 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     files: list[str] = field(default_factory=list)   # other artefacts (e.g. statistics to load), relative paths
+    #: Where the images are on this machine (the run's folder), when known; not stored.
+    folder: str | None = field(default=None, compare=False, repr=False)
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the findings, tables and pictures inline (danlu.report_html)."""
+        from danlu.report_html import report_html
+
+        return report_html(self)
+
+    def __rich_console__(self, console, options):
+        """`rich.print(report)` and the REPL under rich: the terminal view (danlu.render.print_report)."""
+        import io
+
+        from rich.console import Console
+        from rich.text import Text
+
+        from danlu.render import print_report
+
+        buffer = io.StringIO()
+        inner = Console(file=buffer, width=options.max_width, force_terminal=True,
+                        color_system=console.color_system or None)
+        from pathlib import Path
+
+        print_report(self, inner, folder=Path(self.folder) if self.folder else None)
+        yield Text.from_ansi(buffer.getvalue().rstrip("\n"))
 
     @property
     def status(self) -> str:

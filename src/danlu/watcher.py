@@ -89,6 +89,7 @@ class Watcher:
         self.history: list[tuple[int, dict[str, float]]] = []
         self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self._args: tuple = ()
+        self._seen_forward = False
         self._kwargs: dict = {}
         self._rng: torch.Tensor | None = None
         self._handles: list = []
@@ -111,6 +112,7 @@ class Watcher:
     # ------------------------------------------------------------ cheap per-step hooks
     def _before_forward(self, module, args, kwargs):
         if module.training and torch.is_grad_enabled():
+            self._seen_forward = True
             self._args, self._kwargs = args, kwargs
             self._rng = torch.get_rng_state()
         return None
@@ -190,6 +192,8 @@ class Watcher:
         both finite, the non-finite gradient came from the loss code: phase "loss".
         """
         model = self.model
+        if not self._seen_forward:  # the training step never called model(...) (a LightningModule calling
+            return Origin(phase="not reproduced")  # its layers itself): there is no forward to replay
         batch = next((leaf.shape[0] for leaf in leaves(self._args)
                       if isinstance(leaf, torch.Tensor) and leaf.dim()), None)
         grads = [(p, p.grad) for p in model.parameters()]

@@ -26,6 +26,7 @@ COMMANDS = [
     "danlu.cli.runs",
     "danlu.cli.reproduce",
     "danlu.cli.diagnose",
+    "danlu.cli.transfer",
     "danlu.cli.lr",
     "danlu.cli.audit",
     "danlu.cli.cases",

@@ -61,8 +61,9 @@ MK_MIN_POINTS = 8
 
 #: Names accepted for each curve, first match wins (engine names first, then common ones
 #: from users' own loops logged through danlu.init).
-TRAIN_SERIES = ("train/loss", "loss", "train_loss", "training/loss", "train/loss_step")
-VAL_SERIES = ("val/loss", "val_loss", "valid/loss", "validation/loss", "eval/loss", "val/loss_epoch")
+TRAIN_SERIES = ("train/loss", "loss", "train_loss", "training/loss", "train/loss_step", "Loss/train", "loss/train")
+VAL_SERIES = ("val/loss", "val_loss", "valid/loss", "validation/loss", "eval/loss", "val/loss_epoch", "eval_loss",
+              "Loss/val", "loss/val", "Loss/validation")
 PROBE_SERIES = ("val/probe_loss",)
 LR_SERIES = ("lr", "train/lr", "learning_rate", "lr-0")
 #: The share of time the loop waited for data (danlu.monitor), read by the data-bound rule.

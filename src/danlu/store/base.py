@@ -329,6 +329,11 @@ class Store(abc.ABC):
         """(steps, values) as numpy arrays (int64, float64), sorted by step; ``start`` and
         ``end`` bound the steps, both inclusive. An unknown series gives empty arrays."""
 
+    def read_walls(self, run_id: str, name: str):
+        """(steps, wall times) of a series as numpy arrays, like read_series; None when this
+        store cannot give the wall times back (export then uses the run's start)."""
+        return None
+
     # ------------------------------------------------------------- reports
     @abc.abstractmethod
     def save_report(self, run_id: str | None, kind: str, data: dict[str, Any]) -> int:

@@ -1041,10 +1041,17 @@ class SQLiteStore(Store):
         return self._read(lambda conn: [r[0] for r in conn.execute(
             "SELECT name FROM series WHERE run_id = ? ORDER BY name", (run_id,))])
 
+    def read_walls(self, run_id: str, name: str):
+        """(steps, wall times) of a whole series, last write wins per step, sorted by step."""
+        return self._read_column(run_id, name, "walls", None, None)
+
     def read_series(self, run_id: str, name: str, start: int | None = None, end: int | None = None):
         """Concatenate the series' chunks that overlap [start, end] in write order, then
         last write wins per step, sorted by step (see the module docstring)."""
-        sql = "SELECT steps, vals FROM chunks WHERE series_id = ?"
+        return self._read_column(run_id, name, "vals", start, end)
+
+    def _read_column(self, run_id: str, name: str, column: str, start: int | None, end: int | None):
+        sql = f"SELECT steps, {column} FROM chunks WHERE series_id = ?"
         bounds: list[int] = []
         if start is not None:
             start = int(start)
