@@ -392,6 +392,7 @@ def fit(
     accumulate = max(1, int(recipe.accumulate))
     checkpoint_every = max(0, int(recipe.checkpoint_every))
     batches_per_epoch = len(train_loader)
+    agreed = False  # several processes: whether they all agreed to stop at the last agreement
     try:
         for epoch in range(start_epoch, recipe.epochs):
             state.epoch = epoch
@@ -427,8 +428,10 @@ def fit(
                 if len(losses.pending) >= sync_every:
                     losses.flush(state, run)
                 events.emit("on_step_end", state)
-                if dist.active and state.step % sync_every == 0 and dist.any(state.stop_reason is not None, device):
-                    state.stop("stopped together with the other processes")   # no-op where the stop began
+                if dist.active and state.step % sync_every == 0:
+                    agreed = dist.any(state.stop_reason is not None, device)
+                    if agreed:
+                        state.stop("stopped together with the other processes")   # no-op where the stop began
                 if state.step % probe_every == 0 and dist.main:
                     losses.flush(state, run)
                     state.probe_loss = _probe(recipe, model, val, collate, device, state.step)
@@ -438,7 +441,10 @@ def fit(
                 if checkpoint_every and state.step % checkpoint_every == 0 and batch_in_epoch < batches_per_epoch:
                     losses.flush(state, run)                   # the curve on disk never lags a checkpoint
                     _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch, step)
-                if state.step >= total_steps or state.stop_reason:
+                # Several processes stop only where they all agreed to (a stop one of them saw after the
+                # last agreement waits for the next): stopping alone would leave the others waiting in a
+                # collective, and a peer that is gone shows as the next collective failing (crashed).
+                if state.step >= total_steps or (state.stop_reason and (agreed or not dist.active)):
                     break
             losses.flush(state, run)
 
@@ -449,13 +455,15 @@ def fit(
                 break
             _end_epoch(state, recipe, val_loader, ckpt_dir, run, step)
             events.emit("on_epoch_end", state)
-            if dist.active and dist.any(state.stop_reason is not None, device):
-                state.stop("stopped together with the other processes")
+            if dist.active:
+                agreed = dist.any(state.stop_reason is not None, device)
+                if agreed:
+                    state.stop("stopped together with the other processes")
             state.epoch = epoch + 1
             ending = state.stop_reason or state.epoch >= recipe.epochs or state.step >= total_steps
             if resumable or ending:
                 _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0, step)
-            if state.stop_reason:
+            if state.stop_reason and (agreed or not dist.active):
                 break
         status = state.stop_status if state.stop_reason else "finished"
         if status == "finished" and state.loss is not None and not math.isfinite(state.loss):
