@@ -36,6 +36,7 @@ _EXPORTS = {
     "lr_find": "danlu.api",
     "reproduce": "danlu.api",
     "diff": "danlu.api",
+    "study": "danlu.api",
     "import_logs": "danlu.api",
     "export_runs": "danlu.api",
 }
@@ -43,7 +44,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from danlu.api import audit, cases, check, diagnose, diff, export_runs, import_logs, lr_find, reproduce
+    from danlu.api import audit, cases, check, diagnose, diff, export_runs, import_logs, lr_find, reproduce, study
     from danlu.engine import fit
     from danlu.errors import DanluError, HyperparameterError, RecipeError, RunNotFound, StoreError
     from danlu.events import Callback

@@ -32,7 +32,7 @@ from danlu.recipe import Recipe
 from danlu.report import Report
 from danlu.store.base import Store
 
-__all__ = ["check", "audit", "cases", "diagnose", "lr_find", "reproduce", "diff", "Reproduction", "import_logs",
+__all__ = ["check", "audit", "cases", "diagnose", "lr_find", "study", "reproduce", "diff", "Reproduction", "import_logs",
            "export_runs", "located",
            "as_recipe", "as_store", "as_overrides", "compare_series"]
 
@@ -377,3 +377,22 @@ def export_runs(runs: Sequence[str], format: str, out: str | Path, *, store: Sto
     from danlu.integrations import export_runs as run_export
 
     return run_export(as_store(store, create=False), list(runs), format, out)
+
+
+def study(recipe: str | Path, vary: Sequence[str], *, fixed: Mapping[str, str] | None = None, trials: int = 16,
+          mode: str = "tune", prune: str = "asha", workers: int = 1, name: str | None = None, seed: int = 0,
+          store: StoreLike = None, **options: Any) -> Report:
+    """`danlu study`: which hyperparameters matter, then the best (H1-H6). `recipe` is a file
+    ("examples/digits.py" or "path.py:Class": trials rebuild it, in other processes too);
+    `vary` the --vary tokens ("lr=1e-4..1e-1:log"); other options as `danlu.tuning.study.new_study`
+    takes them (min_resource, stages, stage_on, keep, scientific, storage, device, source).
+    Returns the study's Report, kept as a run of kind "study"."""
+    from danlu.tuning.executors import get_executor
+    from danlu.tuning.study import new_study
+
+    the_store = as_store(store)
+    created = new_study(the_store, str(recipe), list(vary), fixed=dict(fixed or {}), trials=trials, name=name,
+                        mode=mode, prune=prune, seed=seed, **options)
+    report = created.run(get_executor(workers), workers)
+    report.meta.setdefault("run_id", created.run_id)
+    return located(report, the_store)

@@ -260,3 +260,14 @@ def test_a_rung_keeps_the_best_third_rounded_up_and_waits_for_three_earlier_tria
         decisions.append(OrderedPruning(study, pruner, 1, 3).should_prune(trial, 1))
         study.tell(trial, value)
     assert decisions == [False, False, False, pruned]
+
+
+def test_a_study_is_a_function_too_and_shows_itself_in_a_notebook(store, synth_path):
+    import danlu
+
+    report = danlu.study(synth_path, ["a=0..1"], fixed={"epochs": "1"}, trials=4, prune="none", name="fn",
+                         store=store)
+    assert report.kind == "study" and store.get_run("fn").status == "finished"
+    assert report.meta["best"]["trial"] in range(4)
+    assert report.folder == str(store.run_dir(store.get_run("fn").id, create=False))
+    assert "data:image/png;base64," in report._repr_html_()
