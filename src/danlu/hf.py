@@ -64,6 +64,11 @@ class DanluCallback(TrainerCallback):
         self.run = danlu.init(config=config, name=self.name, store=self.store, tags=["hf", *self.tags],
                               note=self.note, quiet=True, monitor=self.monitor)
         self.run.store.update_run(self.run.id, kind="train")
+        if getattr(args, "logging_strategy", "steps") in ("steps", "IntervalStrategy.STEPS") and \
+                float(getattr(args, "logging_steps", 0) or 0) > 50:
+            self.live.announce(f"the Trainer logs the loss every {args.logging_steps:g} steps: the curve danlu reads "
+                               "has that few points; TrainingArguments(logging_steps=10) or lower lets it see trouble "
+                               "early")
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         if self.run is None or not logs:

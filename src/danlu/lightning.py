@@ -129,7 +129,8 @@ class DanluLogger(Logger):
 class DanluCallback(Callback):
     """Live curve diagnosis (T2), stop on ``stop_on`` regimes, NaN localisation (S9) for a Trainer.
 
-    The training loss is read from what ``training_step`` returns; the validation loss from
+    The training loss is read from what ``training_step`` returns, and logged for every batch as
+    ``train/loss`` (with ``lr``) whatever the Trainer's ``log_every_n_steps``; the validation loss from
     the logged metrics (``val_loss``, ``val/loss`` and the other names danlu reads). Without
     a DanluLogger among the Trainer's loggers the diagnosis is printed but not stored.
     """
@@ -140,6 +141,7 @@ class DanluCallback(Callback):
         self.watch = watch
         self.stop_reason: str | None = None
         self._watcher: Any = None
+        self._tracked: Any = None
 
     def _run(self, trainer) -> Any:
         for logger in getattr(trainer, "loggers", []):
@@ -149,6 +151,7 @@ class DanluCallback(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.live.reset()
+        self._tracked = self._run(trainer) if trainer.is_global_zero else None
         if self.watch and trainer.is_global_zero:
             import danlu
 
@@ -161,6 +164,9 @@ class DanluCallback(Callback):
             return
         value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        if self._tracked is not None:  # every batch (T1): Lightning hands its loggers one step in 50 by default
+            self._tracked.log({"train/loss": value, **({"lr": float(lr)} if lr is not None else {})},
+                              step=trainer.global_step)
         self._act(trainer, self.live.observe(trainer.global_step, loss=value, lr=lr))
 
     def on_validation_end(self, trainer, pl_module) -> None:

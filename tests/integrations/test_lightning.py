@@ -50,8 +50,8 @@ def _fit(tmp_path, module, name, **callback):
     logger = DanluLogger(name=name, store=tmp_path / "store", monitor=False)
     watcher = DanluCallback(announce=lambda line: None, **callback)
     trainer = pl.Trainer(max_epochs=4, logger=logger, callbacks=[watcher], enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", log_every_n_steps=1,
-                         default_root_dir=tmp_path)
+                         enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    # log_every_n_steps left at Lightning's default (50): what users run
     train, val = _loaders()
     trainer.fit(module, train, val)
     return trainer, watcher, open_store(tmp_path / "store")
@@ -62,8 +62,14 @@ def test_a_trainer_is_tracked_as_a_danlu_training_run(tmp_path):
     record = store.get_run("pl-healthy")
     assert record.kind == "train" and record.status == "finished" and "lightning" in record.tags
     assert record.config["lr"] == 0.05 and record.config["width"] == 8      # save_hyperparameters (E1)
-    steps, losses = store.read_series(record.id, "train_loss")
-    assert len(steps) == trainer.global_step == 64 and losses[-1] < losses[0]
+    steps, losses = store.read_series(record.id, "train/loss")       # every batch, from the callback (T1)
+    assert steps.tolist() == list(range(1, 65)) and trainer.global_step == 64 and losses[-5:].mean() < losses[:5].mean()
+    assert len(store.read_series(record.id, "train_loss")[0]) == 1    # what Lightning hands its logger (step 49)
+    assert len(store.read_series(record.id, "lr")[0]) == 64
+    import danlu
+
+    after = danlu.diagnose(record.id, store=store, save=False, plot=False)   # what `danlu diagnose RUN` reads
+    assert after.meta["regime"] not in ("too_short", "unknown", "diverging", "nan"), after.meta["regime"]
     assert len(store.read_series(record.id, "val_loss")[0]) == 4
     assert record.repro and "env" in record.repro                          # the script's record
     best = record.summary["checkpoints"]["best"]                            # Lightning's checkpoint, in the run's folder
