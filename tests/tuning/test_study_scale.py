@@ -128,8 +128,8 @@ def test_postgres_storage_is_joined_by_a_worker(tmp_path, synth_path):
 
     name = f"pg{os.getpid()}{int(time.time())}"
     store = open_store(tmp_path / "coordinator")
-    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"delay": "0.05"}, trials=6, name=name,
-                      prune="none", storage=POSTGRES)
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"gate": str(tmp_path / "gate")}, trials=6,
+                      name=name, prune="none", storage=POSTGRES)
     # a second "machine": a worker with its own store joins through the database
     worker = subprocess.Popen([sys.executable, "-c", (
         "import sys; from danlu.cli import study as s; import argparse; p = argparse.ArgumentParser();"

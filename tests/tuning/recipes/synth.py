@@ -6,7 +6,9 @@ So `a` alone matters (b, c are inert) unless `sens=1` plants a hypersensitive mo
 `a >= explode` makes the loss grow every step (a diverging trial); `a <= nan_below` gives NaN.
 """
 
+import os
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,6 +27,7 @@ class Synth(danlu.Recipe):
     nan_below: float = -1.0
     width: int = 4
     delay: float = 0.0        # seconds of sleep per training step (to kill a study mid-trial)
+    gate: str = ""            # a folder: the first trial in each process waits there for a second process
     epochs: int = 2
     batch_size: int = 8
     lr: float = 0.05
@@ -50,6 +53,8 @@ class Synth(danlu.Recipe):
 
     def loss(self, output, target):
         self._calls = getattr(self, "_calls", 0) + 1
+        if self.gate:
+            _meet_another_process(Path(self.gate))
         if self.delay and torch.is_grad_enabled():
             time.sleep(self.delay)
         mse = F.mse_loss(output.mean(dim=1), target)
@@ -62,3 +67,20 @@ class Synth(danlu.Recipe):
 
     def metrics(self, output, target):
         return {}
+
+
+_met = False
+
+
+def _meet_another_process(gate: Path, timeout: float = 120.0) -> None:
+    """Block this process's first training step until a second process reached its own,
+    so a test of shared storage knows both ran a trial, however slowly either started."""
+    global _met
+    if _met:
+        return
+    gate.mkdir(parents=True, exist_ok=True)
+    (gate / str(os.getpid())).touch()
+    deadline = time.time() + timeout
+    while len(list(gate.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    _met = True
