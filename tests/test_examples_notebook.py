@@ -21,3 +21,8 @@ def test_the_method_notebook_runs_and_shows_its_reports():
     assert any("danlu-report" in p and "audit" in p.lower() for p in pages)
     assert any("danlu-report" in p and "data:image/png;base64," in p for p in pages)   # pictures inline
     assert sum("danlu-report" in p for p in pages) == 4                  # audit, check, diagnose, cases
+    # progress in a notebook: plain lines (a live bar's redraws would pile up in the cell), one per epoch
+    fit_cell = next(c for c in notebook.cells if "danlu.fit(" in c.source)
+    shown = "".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
+                    for o in fit_cell.outputs)
+    assert "epoch 1/" in shown and "step " in shown and "eta " in shown, shown[:500]

@@ -135,3 +135,24 @@ def test_readme_hf_snippet(tmp_path, monkeypatch):
                                                "val": Tokens(16, 1)})
     record = open_store(tmp_path / "store").get_run("hf-baseline")
     assert record.status == "finished" and len(open_store(tmp_path / "store").read_series(record.id, "loss")[0]) == 10
+
+
+def test_readme_check_on_lightning_and_hf(tmp_path, monkeypatch, capsys):
+    """`danlu check` as the Lightning and Hugging Face sections write it, on the set-ups of
+    tests/integrations/setups under the README's file names."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    commands = [shlex.split(line) for line in re.findall(r"^danlu check .*$", text, flags=re.M)
+                if ".py:" in line and ("--datamodule" in line or "make_trainer" in line)]
+    assert len(commands) == 2
+    setups = ROOT / "tests" / "integrations" / "setups"
+    (tmp_path / "model.py").write_text((setups / "lit_classifier.py").read_text()
+                                       + "\nLitModel, LitData = LitClassifier, Blobs\n")
+    (tmp_path / "build.py").write_text((setups / "hf_trainer.py").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DANLU_HOME", str(tmp_path / "store"))
+    for command in commands:
+        assert main([*command[1:], "--quiet"]) == 0, command
+    out = capsys.readouterr().out
+    assert "check LitModel" in out and "check make_trainer" in out

@@ -57,16 +57,32 @@ def located(report: Report, store: StoreLike) -> Report:
     return report
 
 
-def as_recipe(recipe: Recipe | str | Path, overrides: Mapping[str, str] | Sequence[str] | None = None) -> Recipe:
-    """A recipe instance from an instance or a file spec with command-line style overrides."""
-    from danlu.recipe import load_recipe
+def as_recipe(recipe: Any, overrides: Mapping[str, str] | Sequence[str] | None = None,
+              datamodule: Any = None) -> Recipe:
+    """A recipe instance from an instance, a file spec with command-line style overrides, or
+    another framework's set-up: a LightningModule (with `datamodule`), a transformers Trainer,
+    or 'file.py:Name' naming a LightningModule class or a function that builds one of those."""
+    from danlu.integrations.recipes import foreign_recipe, load_foreign
+    from danlu.recipe import Recipe, import_recipe_file, recipe_class_in
 
     if isinstance(recipe, Recipe):
-        if overrides:
+        if overrides or datamodule is not None:
             raise DanluError("overrides apply to a recipe file; for a Recipe instance, pass the hyperparameters "
                              "to its constructor, e.g. MyRecipe(lr=1e-3).")
         return recipe
-    return load_recipe(recipe, as_overrides(overrides))
+    if not isinstance(recipe, (str, Path)):
+        if overrides:
+            raise DanluError("overrides apply to a file spec; build the object with the values you want")
+        found = foreign_recipe(recipe, datamodule)
+        if found is None:
+            raise DanluError(f"danlu cannot check a {type(recipe).__name__}: give a Recipe, a recipe file, a "
+                             "LightningModule (with its datamodule) or a transformers Trainer")
+        return found
+    module, _, name = import_recipe_file(recipe)
+    named = getattr(module, name, None) if name else None
+    if datamodule is not None or (named is not None and not (isinstance(named, type) and issubclass(named, Recipe))):
+        return load_foreign(module, str(recipe), as_overrides(overrides), datamodule)
+    return recipe_class_in(module, recipe).from_strings(as_overrides(overrides))
 
 
 def as_overrides(overrides: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
@@ -80,7 +96,8 @@ def as_overrides(overrides: Mapping[str, str] | Sequence[str] | None) -> dict[st
 
 # ------------------------------------------------------------------ checks
 def check(
-    recipe: Recipe | str | Path,
+    recipe: Any,
+    datamodule: Any = None,
     *,
     overrides: Mapping[str, str] | Sequence[str] | None = None,
     only: str | Iterable[str] | None = None,
@@ -92,11 +109,15 @@ def check(
     save: bool = True,
 ) -> Report:
     """The doctor's preflight checks (S1-S13, D4, D7) on a recipe; the report is kept as a
-    run of kind "check" (its id in ``report.meta["run_id"]``) unless `save` is false."""
+    run of kind "check" (its id in ``report.meta["run_id"]``) unless `save` is false.
+
+    `recipe` may also be a LightningModule (its data from `datamodule`, an object or
+    'file.py:Class'), a transformers Trainer, or 'file.py:Name' naming either's builder:
+    their own training step is checked (see :mod:`danlu.integrations.recipes`)."""
     from danlu.checks import run_checks
     from danlu.track import keep_report
 
-    recipe = as_recipe(recipe, overrides)
+    recipe = as_recipe(recipe, overrides, datamodule)
     with tempfile.TemporaryDirectory(prefix="danlu-check-") as tmp:
         report = run_checks(recipe, "doctor", only=only, skip=skip, settings=settings, device=device,
                             out_dir=tmp if save else None, progress=progress)

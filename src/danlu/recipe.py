@@ -65,6 +65,10 @@ class Recipe:
 
     #: "classification" or "regression"; None infers it from the targets' dtype (set per instance then).
     task: ClassVar[str | None] = None
+    #: Where the loss comes from, when ``forward`` returns ``(loss, None)`` because the model computes
+    #: its own loss (a LightningModule's ``training_step``, a Hugging Face model given labels); None for
+    #: an ordinary recipe. Checks that need the output and the target skip with this as the reason.
+    loss_only: ClassVar[str | None] = None
 
     def __init__(self, **overrides: Any) -> None:
         fields = type(self).fields()
@@ -152,6 +156,14 @@ class Recipe:
     def optimizer(self, params) -> torch.optim.Optimizer:
         """AdamW with this recipe's lr and weight_decay (T5)."""
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def optimization(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        """The optimizer and the per-step schedule (or None) that train `model` for `total_steps`:
+        ``optimizer(model.parameters())`` and ``scheduler(optimizer, total_steps)``. Adapters whose
+        optimizer is built from the model itself (a LightningModule's ``configure_optimizers``)
+        override this."""
+        optimizer = self.optimizer(model.parameters())
+        return optimizer, self.scheduler(optimizer, total_steps)
 
     def metrics(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         """Batch metrics, averaged over the validation set weighted by batch size.
@@ -355,14 +367,22 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def load_recipe_class(spec: str | Path) -> type[Recipe]:
-    """Load a Recipe subclass from 'path.py' (exactly one subclass) or 'path.py:ClassName'."""
+def split_spec(spec: str | Path) -> tuple[Path, str]:
+    """'path.py:Name' -> (path, 'Name'); 'path.py' -> (path, '')."""
     text = str(spec)
-    path_text, class_name = text, ""
+    path_text, name = text, ""
     head, sep, tail = text.rpartition(":")
     if sep and tail.isidentifier() and not Path(text).exists():
-        path_text, class_name = head, tail
-    path = Path(path_text).expanduser()
+        path_text, name = head, tail
+    return Path(path_text).expanduser(), name
+
+
+def import_recipe_file(spec: str | Path) -> tuple[Any, Path, str]:
+    """Import the Python file of 'path.py[:Name]' as a fresh module: (module, resolved path, Name).
+    A missing file, a folder, a syntax error or an import that raises is a RecipeError that
+    names the file (and the line of the user's code that failed)."""
+    text = str(spec)
+    path, class_name = split_spec(spec)
     if path.is_dir():
         raise RecipeError(f"'{path}' is a folder; give the recipe file, e.g. {path}/recipe.py")
     if not path.exists():
@@ -388,7 +408,20 @@ def load_recipe_class(spec: str | Path) -> type[Recipe]:
         frame = user_frame(exc, str(path)).splitlines()
         where = f" (at {frame[0]})" if frame else ""
         raise RecipeError(f"Importing recipe '{path}' failed{where}: {type(exc).__name__}: {exc}") from exc
+    return module, path, class_name
 
+
+def load_recipe_class(spec: str | Path) -> type[Recipe]:
+    """Load a Recipe subclass from 'path.py' (exactly one subclass) or 'path.py:ClassName'."""
+    return recipe_class_in(import_recipe_file(spec)[0], spec)
+
+
+def recipe_class_in(module: Any, spec: str | Path) -> type[Recipe]:
+    """The Recipe subclass `spec` names in the module imported from its file (the only one
+    the file defines when `spec` names none)."""
+    path, class_name = split_spec(spec)
+    path = Path(module.__file__)
+    module_name, path_text = module.__name__, str(split_spec(spec)[0])
     found = {
         name: obj
         for name, obj in vars(module).items()
@@ -445,11 +478,17 @@ def recipe_source(recipe: Recipe | type[Recipe]) -> Path | None:
 def recipe_spec(recipe: Recipe | type[Recipe]) -> str:
     """How runs record a recipe: 'path/to/file.py:ClassName' (the class name alone without a file)."""
     cls = recipe if isinstance(recipe, type) else type(recipe)
-    spec = getattr(cls, "__danlu_spec__", None)
+    spec = getattr(recipe, "__danlu_spec__", None)  # an instance's own (an adapter's), else its class's
     if spec:
         return str(spec)
     source = recipe_source(cls)
     return f"{source}:{cls.__name__}" if source else cls.__name__
+
+
+def recipe_name(recipe: Recipe) -> str:
+    """The name a report calls a recipe by: its class, or what an adapter wraps (a LightningModule
+    class, a Trainer's builder)."""
+    return recipe_spec(recipe).rpartition(":")[2] or type(recipe).__name__
 
 
 #: The inherited hyperparameters' valid ranges: (test, what the value must be).
@@ -492,7 +531,7 @@ def check_data(recipe: Recipe, out: Any) -> tuple[Dataset, Dataset]:
             size = len(dataset)
         except TypeError:  # an IterableDataset has no length: nothing to check here
             continue
-        if size == 0:
+        if size == 0 and not (split == "validation" and recipe.loss_only):  # Lightning runs without a val loop
             raise RecipeError(f"{name}.data() returned an empty {split} set: there is nothing to "
                               f"{'train on' if split == 'training' else 'validate on'}. Check the path, the "
                               "filter or the split that builds it.")

@@ -101,8 +101,7 @@ class TrainStep:
     def for_recipe(cls, recipe: Recipe, model: nn.Module, total_steps: int,
                    device: torch.device | str | None = None, forward_model: nn.Module | None = None) -> TrainStep:
         """The recipe's own optimizer, schedule over `total_steps`, gradient clipping and precision."""
-        optimizer = recipe.optimizer(model.parameters())
-        scheduler = recipe.scheduler(optimizer, total_steps)
+        optimizer, scheduler = recipe.optimization(model, total_steps)
         return cls(recipe, model, optimizer, scheduler, grad_clip=recipe.grad_clip, device=device,
                    precision=str(getattr(recipe, "precision", "32")), forward_model=forward_model)
 
@@ -249,7 +248,8 @@ def prepare(recipe: Recipe, device: torch.device | str = "cpu", *, max_steps: in
     seed_everything(recipe.seed)
     train, val = check_data(recipe, recipe.data())
     train = subset(train, data_fraction, recipe.seed)
-    recipe.resolve_task(train)
+    if not recipe.loss_only:   # the default loss and metrics need the task; a model's own loss does not
+        recipe.resolve_task(train)
     train_loader, val_loader = recipe.loaders(train, val)
     if dist is not None:   # several processes: each reads its shard (danlu.distributed)
         train_loader, val_loader = dist.shard(train, val, train_loader, val_loader, recipe.seed)

@@ -174,7 +174,19 @@ class Context:
 
     @property
     def classification(self) -> bool:
-        return self.task == "classification"
+        """Whether the output holds class scores for the targets (never for a loss-only recipe)."""
+        return self.loss_only is None and self.task == "classification"
+
+    @property
+    def loss_only(self) -> str | None:
+        """Where the loss comes from when the training step gives only a loss (else None)."""
+        return getattr(self.recipe, "loss_only", None)
+
+    def needs_output(self, what: str) -> None:
+        """Skip a check that reads the model's output and the target when the step gives only a loss."""
+        if self.loss_only:
+            raise SkipCheck(f"{what} needs the model's output and its target, and {self.loss_only} "
+                            "gives only the loss")
 
     @property
     def loaders(self):

@@ -28,7 +28,7 @@ from danlu.checks.catalog import configure, select
 from danlu.checks.context import Advance, Context
 from danlu.device import resolve_device
 from danlu.errors import error_text, in_user_code, short_traceback, user_frame
-from danlu.recipe import Recipe, recipe_spec
+from danlu.recipe import Recipe, recipe_name, recipe_spec
 from danlu.report import Finding, Report
 
 __all__ = ["run_checks", "run_one", "recipe_settings", "REPORT_KIND"]
@@ -140,7 +140,7 @@ def run_checks(
     started = time.perf_counter()
     findings: list[Finding] = []
     report = Report(kind=REPORT_KIND[family], title=f"{'check' if family == 'doctor' else 'data audit of'} "
-                    f"{type(recipe).__name__}")
+                    f"{recipe_name(recipe)}")
     with _Progress(enabled=progress, total=len(checks)) as bar:
         limit = scan_limit if scan_limit is not None else (None if family == "audit" else DOCTOR_SCAN_LIMIT)
         ctx = Context(recipe, resolve_device(device), scan_limit=limit, near_duplicates=family == "audit",
@@ -218,7 +218,7 @@ DOCTOR_SCAN_LIMIT = 2048
 def _meta(recipe: Recipe, ctx: Context, checks: list[Check], started: float, limit: int | None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "recipe": recipe_spec(recipe),
-        "recipe_class": type(recipe).__name__,
+        "recipe_class": recipe_name(recipe),
         "hparams": recipe.hparams(),
         "device": str(ctx.device),
         "seconds": round(time.perf_counter() - started, 3),

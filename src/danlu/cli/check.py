@@ -21,11 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  danlu check examples/digits.py lr=1e-2 --only S2,S3\n"
         "  danlu check recipe.py --skip S12 --set S1.max_params=5e6 --json\n"
         "  danlu check recipe.py --nproc 2 --only S14     # multi-process training works (DDP, gloo on CPU)\n"
+        "  danlu check model.py:LitModel --datamodule model.py:LitData   # a LightningModule\n"
+        "  danlu check build.py:make_trainer              # a Hugging Face Trainer set-up\n"
         "Thresholds: see docs/checks.md; change one with --set ID.setting=value.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("recipe", help="recipe file: path.py or path.py:ClassName")
+    p.add_argument("recipe", help="recipe file: path.py or path.py:ClassName; or path.py:MyLightningModule, or "
+                   "path.py:make_trainer (a function returning a transformers Trainer)")
     p.add_argument("overrides", nargs="*", metavar="k=v", help="hyperparameter overrides, e.g. lr=1e-3")
+    p.add_argument("--datamodule", metavar="FILE.py:CLASS", default=None,
+                   help="the LightningDataModule that feeds a LightningModule")
     p.add_argument("--only", metavar="ID,..", default=None, help="run only these checks, e.g. S4,S7")
     p.add_argument("--skip", metavar="ID,..", default=None, help="skip these checks, e.g. S12")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="ID.name=value",
@@ -49,7 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.nproc > 1:
         settings["S14.nproc"] = args.nproc
     report = danlu.check(
-        args.recipe, overrides=args.overrides, only=args.only, skip=args.skip,
+        args.recipe, args.datamodule, overrides=args.overrides, only=args.only, skip=args.skip,
         settings=settings, device=args.device, progress=not (args.quiet or args.json),
         store=args.store, save=not args.no_save,
     )

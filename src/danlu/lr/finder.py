@@ -216,7 +216,7 @@ def lr_range_test(
         prep = prepare(recipe, dev)  # the run's data, loader and (unless given) model, as `danlu train` builds them
         net = model if model is not None else prep.model
         opt = optimizer if optimizer is not None else (prep.step.optimizer if model is None
-                                                        else recipe.optimizer(net.parameters()))
+                                                        else recipe.optimization(net, prep.total_steps)[0])
         lrs, losses, stop = _sweep(recipe, net, opt, prep.train_loader, dev, start, end, steps)
     finally:
         saved.put_back()

@@ -47,6 +47,7 @@ class BatchIndependence(Check):
     samples = 8
 
     def run(self, ctx) -> Finding:
+        ctx.needs_output("following each sample to its own output")
         model = ctx.new_model().train()
         for module in model.modules():
             if isinstance(module, _BatchNorm):

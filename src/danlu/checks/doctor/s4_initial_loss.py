@@ -59,6 +59,7 @@ class InitialLoss(Check):
     samples = 256
 
     def run(self, ctx) -> Finding:
+        ctx.needs_output("comparing the initial loss with the chance level")
         classification = ctx.classification
         model = ctx.new_model().train()
         size = ctx.length("train")

@@ -56,6 +56,7 @@ class OutputsFitLoss(Check):
     samples = 32
 
     def run(self, ctx) -> Finding:
+        ctx.needs_output("comparing the output shape with the target")
         classification = ctx.classification
         model = ctx.new_model().eval()
         batch = ctx.batch(max(4, min(self.samples, ctx.length("train"))), seed=7)

@@ -75,6 +75,12 @@ def _call_order(model: nn.Module, run) -> dict[str, int]:
     return order
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def _rms(t: torch.Tensor) -> float:
     return float(t.detach().double().pow(2).mean().sqrt()) if t.numel() else 0.0
 
@@ -102,8 +108,10 @@ class Gradients(Check):
     Weights that start at zero (a class token) have no gradient/weight ratio. Modules found
     in list, tuple or dict attributes but not among model.modules() are named.
     Thresholds: unregistered layers, no gradient, non-finite gradients and parameters
-    missing from the optimizer fail; zero gradients, unchanged parameters, a gradient-RMS spread below
-    S8.vanish_ratio (1e-4), any ||grad||/||weight|| above S8.explode_ratio (100), a median
+    missing from the optimizer fail; zero gradients, unchanged parameters, a ratio below
+    S8.vanish_ratio (1e-4) between the median gradient RMS of the first and the last third of the
+    weight tensors in call order (the trend with depth: one small tensor, such as attention's
+    query/key weights at initialisation, is not vanishing), any ||grad||/||weight|| above S8.explode_ratio (100), a median
     update/weight ratio outside S8.update_low..S8.update_high (1e-6..0.5), over
     S8.dead_fraction (0.5) of a ReLU's units dead, or over S8.saturated_fraction (0.5) of a
     sigmoid/tanh saturated warn. Budget: S8.samples (64).
@@ -256,13 +264,21 @@ class Gradients(Check):
             if len(positive) >= 2:
                 i_min, lo = min(positive, key=lambda t: t[1][2])
                 i_max, hi = max(positive, key=lambda t: t[1][2])
-                spread = lo[2] / hi[2]
-                ev["grad_rms_spread"] = spread
                 flow_text = f"grad RMS {lo[2]:.2g} ({lo[1]}) .. {hi[2]:.2g} ({hi[1]})"
+                # the trend with depth, not one tensor: attention's query/key weights get tiny gradients
+                # at initialisation in every healthy transformer; vanishing is the early layers as a group
+                third = max(1, len(positive) // 3)
+                early = _median([layer[2] for _, layer in positive[:third]])
+                late = _median([layer[2] for _, layer in positive[-third:]])
+                spread = min(early, late) / max(early, late)
+                i_min, i_max = (0, 1) if early < late else (1, 0)
+                ev["grad_rms_spread"] = spread
+                ev["grad_rms_first_third"], ev["grad_rms_last_third"] = early, late
                 if spread < self.vanish_ratio:
                     if i_min < i_max:
                         problems.append((
-                            "warn", f"vanishing gradients: {flow_text}, a spread of {spread:.1e}",
+                            "warn", f"vanishing gradients: median grad RMS {early:.2g} in the first third of the "
+                                    f"layers vs {late:.2g} in the last ({flow_text})",
                             "the gradient shrinks layer by layer toward the input (saturating sigmoid/tanh, "
                             "deep stacks without normalisation or residual connections)",
                             "use ReLU-family activations, batch/layer normalisation or residual connections; "
@@ -270,7 +286,8 @@ class Gradients(Check):
                         ))
                     else:
                         problems.append((
-                            "warn", f"exploding gradients toward the input: {flow_text}, a spread of {spread:.1e}",
+                            "warn", f"exploding gradients toward the input: median grad RMS {early:.2g} in the "
+                                    f"first third of the layers vs {late:.2g} in the last ({flow_text})",
                             "the gradient grows layer by layer toward the input (weights initialised too large)",
                             "use the default (kaiming) initialisation or a smaller init scale; clip gradients",
                         ))
