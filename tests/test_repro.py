@@ -477,3 +477,11 @@ def test_a_study_worker_asks_git_and_the_environment_once(monkeypatch, tmp_path)
     cap.capture(recipe)
     cap.capture(recipe)
     assert calls == {"git": 3, "env": 3}
+
+
+def test_the_command_line_is_recorded_without_passwords(tmp_path):
+    """A store URL on the command line (issue 15) keeps its user and host, never its password."""
+    from danlu.repro import capture
+
+    record = capture(None, argv=["danlu", "train", "r.py", "--store", "postgresql://alice:s3cret@db.lab:5432/team"])
+    assert "s3cret" not in str(record["command"]) and "postgresql://alice:***@db.lab:5432/team" in record["command"]["line"]

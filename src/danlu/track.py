@@ -183,8 +183,10 @@ def init(
     """
     run = open_run(store=store, kind="init", name=name, note=note, tags=tags, config=config)
     if not quiet:
-        flag = "" if store is None else f" --store {run.store.root}"
-        print(f"danlu: tracking run {run.name} ({run.id}) in {run.store.root}; look at it with "
+        from danlu.store.base import redact_credentials
+
+        flag = "" if store is None else f" --store '{redact_credentials(run.store.location)}'"
+        print(f"danlu: tracking run {run.name} ({run.id}) in {run.store.display}; look at it with "
               f"`danlu show {run.id}{flag}` or `danlu ui{flag}`", file=sys.stderr)
     try:
         from danlu.repro import capture

@@ -3,6 +3,8 @@ pytest_storages habit, PRACTICES #3). Adding a backend is adding one line here."
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +20,20 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BACKENDS: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda folder: open_store(folder),
 }
+
+POSTGRES = os.environ.get("DANLU_TEST_POSTGRES_URL")
+
+
+def _postgres_store(folder: Path) -> Store:
+    """A store in its own PostgreSQL schema, named after the test's folder (so a second
+    handle on the same folder opens the same store), its artefacts in that folder."""
+    schema = "t" + hashlib.sha1(str(folder).encode()).hexdigest()[:16]
+    sep = "&" if "?" in POSTGRES else "?"
+    return open_store(f"{POSTGRES}{sep}schema={schema}&artifacts={folder}")
+
+
+if POSTGRES:
+    BACKENDS["postgres"] = _postgres_store
 
 
 @pytest.fixture(params=sorted(BACKENDS))

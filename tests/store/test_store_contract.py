@@ -26,6 +26,13 @@ def _points(name, values, start=0, wall=1.7e9):
 
 
 class TestRuns:
+    def test_passwords_in_commands_are_never_stored(self, store: Store):
+        secret = "danlu train r.py --store postgresql://alice:s3cret@db.lab/team"
+        run = store.create_run(command=secret)
+        assert store.get_run(run.id).command == "danlu train r.py --store postgresql://alice:***@db.lab/team"
+        store.update_run(run.id, command=secret + " --resume")
+        assert "s3cret" not in store.get_run(run.id).command
+
     def test_create_run_defaults(self, store: Store):
         before = time.time()
         run = store.create_run(config={"lr": 1e-3, "hidden": 64}, note="baseline", tags=["main", "cnn"],

@@ -151,6 +151,43 @@ def test_postgres_storage_is_joined_by_a_worker(tmp_path, synth_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES, reason="DANLU_TEST_POSTGRES_URL is unset: start PostgreSQL with "
+                    "`.ci/start-postgres.sh` and export the URL it prints")
+def test_a_team_store_on_postgres_holds_every_workers_trials(tmp_path, synth_path):
+    """Issue 15: with the danlu store itself on PostgreSQL, a worker on "another machine" (its
+    own artefact folder, no --storage) joins through the store URL and writes its trial runs
+    into the same store, so the coordinator's `danlu runs` and dashboard see every trial."""
+    import optuna
+
+    from danlu.store import open_store
+
+    schema = f"team{os.getpid()}{int(time.time())}"
+    shared = tmp_path / "shared"          # the artefact root every machine mounts
+    url = f"{POSTGRES}?schema={schema}&artifacts={shared}"
+    store = open_store(url)
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"gate": str(tmp_path / "gate")}, trials=6,
+                      name="team", prune="none")
+    assert study.storage_url.startswith("postgresql") and "search_path" in study.storage_url
+    worker = subprocess.Popen([sys.executable, "-m", "danlu", "study", "worker", "team", "--store", url,
+                               "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        study.run(Sequential())
+        out, _ = worker.communicate(timeout=240)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, out
+    trials = store.list_runs(kind="train", tags=["study:team"])
+    assert len(trials) == 6 and all(r.status == "finished" for r in trials), [(r.name, r.status) for r in trials]
+    assert len({r.pid for r in trials}) == 2, "both the coordinator and the worker wrote trial runs"
+    assert all(store.run_dir(r.id, create=False).is_relative_to(shared) for r in trials)
+    assert all(len(store.read_series(r.id, "train/loss")[0]) > 0 for r in trials)
+    store.close()
+    for stage in optuna.get_all_study_names(open_storage(study.storage_url)):
+        optuna.delete_study(study_name=stage, storage=open_storage(study.storage_url))
+
+
+@pytest.mark.slow
 def test_ray_tasks_run_the_study(tmp_path, synth_path):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'danlu[ray]')")
     from danlu.store import open_store

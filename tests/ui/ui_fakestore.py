@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,11 @@ class MemoryStore(Store):
                         parent=parent, created=time.time())
         self.runs[run_id] = rec
         return rec
+
+    @_locked
+    def put_run(self, record: RunRecord) -> None:
+        self.writes.append(("put_run", record.id))
+        self.runs[record.id] = replace(record, tags=sorted(record.tags))
 
     @_locked
     def update_run(self, run_id: str, **fields: Any) -> None:

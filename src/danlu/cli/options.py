@@ -13,9 +13,9 @@ __all__ = ["print_kept_report", "add_store_arg", "add_json_arg", "open_store_fro
 def add_store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
-        help="store folder (default: $DANLU_HOME, else ./.danlu)",
+        help="store folder or postgresql:// URL (default: $DANLU_STORE, else $DANLU_HOME, else ./.danlu)",
     )
 
 

@@ -207,7 +207,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                for i, k in enumerate(keys)]
     now = time.time()
     rows = [[_run_cell(r, k, now) for k in keys] for r in runs]
-    print_table(f"{len(runs)} run(s) in {store.root}", columns, rows, console,
+    print_table(f"{len(runs)} run(s) in {store.display}", columns, rows, console,
                 width=None if args.wide else -1, hint="--wide or --columns shows them")
     return 0
 

@@ -172,13 +172,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from danlu.tuning.executors import get_executor
-    from danlu.tuning.storage import local_storage_url
+    from danlu.tuning.storage import default_storage_url
     from danlu.tuning.study import join_study
 
     name = _name_required(args, "worker")
     store = open_store_from_args(args)
-    url = args.storage or local_storage_url(store.root)
-    if args.storage is None:
+    url = args.storage or default_storage_url(store)
+    if args.storage is None and not hasattr(store, "database_url"):
         err_console.print("[dim]no --storage: joining the study in this store's local journal[/]")
     n = join_study(url, name, store, get_executor(args.workers, args.ray), args.workers,
                    recipe=args.recipe_override, wait=args.wait, console=console)

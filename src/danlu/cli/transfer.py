@@ -1,4 +1,5 @@
-"""`danlu import FORMAT PATH` and `danlu export RUN... --format F --out DIR`: other tools' logs in and out."""
+"""Runs in and out: `danlu import FORMAT PATH` and `danlu export RUN... --format F --out DIR` (other
+tools' logs), `danlu push RUN... --to URL` and `danlu pull RUN... --from URL` (between stores)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from danlu.cli.options import add_json_arg, add_store_arg, open_store_from_args, print_json
 from danlu.console import console, escape
 
-__all__ = ["register", "cmd_import", "cmd_export"]
+__all__ = ["register", "cmd_import", "cmd_export", "cmd_push", "cmd_pull"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_arg(e)
     e.set_defaults(func=cmd_export)
 
+    for verb, other, direction in (("push", "--to", "from this store into"), ("pull", "--from", "into this store from")):
+        c = sub.add_parser(
+            verb,
+            help=f"copy runs {direction} another store (e.g. the team's PostgreSQL store)",
+            description=f"Copy runs {direction} another store: the record, every curve, the reports and the "
+            "files of the run's folder. Runs keep their ids, so copying again only adds what changed: nothing "
+            "is lost or duplicated. Runs still running are refused.",
+            epilog="Examples:\n  danlu push last --to postgresql://alice@db.lab/team\n"
+            "  danlu push run-a run-b --to /mnt/shared/danlu\n  danlu pull amber-falcon-07 --from "
+            "postgresql://alice@db.lab/team",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        c.add_argument("runs", nargs="+", metavar="RUN", help="run ids, id prefixes, names, or 'last'")
+        c.add_argument(other, dest="other", required=True, metavar="PATH|URL", help="the other store")
+        add_store_arg(c)
+        add_json_arg(c)
+        c.set_defaults(func=cmd_push if verb == "push" else cmd_pull)
+
 
 def cmd_import(args: argparse.Namespace) -> int:
     from danlu.integrations import import_logs
@@ -79,4 +98,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     for path in written:
         console.print(f"wrote {escape(str(path))}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from danlu.store import open_store
+
+    return _copy(args, open_store_from_args(args, create=False), open_store(args.other))
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from danlu.store import open_store
+
+    return _copy(args, open_store(args.other, create=False), open_store_from_args(args))
+
+
+def _copy(args: argparse.Namespace, source, target) -> int:
+    from danlu.store.transfer import copy_runs
+
+    copied = copy_runs(source, target, args.runs)
+    if args.json:
+        print_json([c.__dict__ for c in copied])
+        return 0
+    for c in copied:
+        style = {"new": "green", "updated": "yellow", "unchanged": "dim"}[c.state]
+        detail = f"{c.series} series ({c.points} points), {c.reports} reports, {c.files} files"
+        renamed = f"; named {escape(c.name)} (the target has another {escape(c.renamed_from)})" if c.renamed_from else ""
+        console.print(f"[{style}]{c.state:9}[/] {escape(c.name)} ({c.id}): {detail}{renamed}")
+    console.print(f"[dim]{len(copied)} run(s) from {escape(source.display)} to {escape(target.display)}[/]")
     return 0

@@ -72,7 +72,9 @@ def capture(
     fails is recorded as ``{"error": "..."}``: capturing never stops a run.
     """
     recipe_path = Path(recipe_file).expanduser().resolve() if recipe_file is not None else None
-    argv = list(sys.argv if argv is None else argv)
+    from danlu.store.base import redact_credentials
+
+    argv = [redact_credentials(str(a)) for a in (sys.argv if argv is None else argv)]
     record: dict[str, Any] = {
         "version": RECORD_VERSION,
         "captured_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

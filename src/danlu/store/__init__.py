@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from danlu.errors import StoreError
-from danlu.store.base import RUN_STATUSES, ReportRecord, RunRecord, Store
+from danlu.store.base import RUN_STATUSES, ReportRecord, RunRecord, Store, default_store_path
 from danlu.store.sqlite import SQLiteStore
 from danlu.store.writer import BatchedWriter
 
@@ -37,12 +36,15 @@ __all__ = [
 #: URL scheme -> backend. A plain path (no "scheme://") is the embedded SQLite store.
 BACKENDS: dict[str, Callable[[str, bool], Store]] = {
     "sqlite": lambda location, create: SQLiteStore(location, create=create),
+    "postgresql": lambda location, create: _postgres(location, create),
+    "postgres": lambda location, create: _postgres(location, create),
 }
 
 
-def default_store_path() -> Path:
-    """$DANLU_HOME if set (and not empty), else ./.danlu in the working directory."""
-    return Path(os.environ.get("DANLU_HOME") or ".danlu")
+def _postgres(location: str, create: bool) -> Store:
+    from danlu.store.postgres import PostgresStore  # psycopg is imported only for a postgresql:// store
+
+    return PostgresStore(f"postgresql://{location}", create=create)
 
 
 def open_store(path: str | os.PathLike[str] | Store | None = None, create: bool = True) -> Store:
@@ -55,7 +57,7 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, create: bool 
     """
     if isinstance(path, Store):
         return path
-    location = os.fspath(default_store_path() if path is None else path)
+    location = os.fspath((os.environ.get("DANLU_STORE") or default_store_path()) if path is None else path)
     scheme, sep, rest = location.partition("://")
     if not sep:
         store = BACKENDS["sqlite"](location, create)

@@ -49,6 +49,8 @@ __all__ = [
     "process_identity",
     "make_run_name",
     "check_run_name",
+    "redact_credentials",
+    "default_store_path",
 ]
 
 RunStatus = Literal["running", "finished", "failed", "crashed", "stopped"]
@@ -98,6 +100,21 @@ class ReportRecord:
     kind: str
     created: float
     data: dict[str, Any]
+
+
+def default_store_path() -> Path:
+    """$DANLU_HOME if set (and not empty), else ./.danlu in the working directory."""
+    return Path(os.environ.get("DANLU_HOME") or ".danlu")
+
+
+# ------------------------------------------------------------------ credentials
+_PASSWORD_IN_URL = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """Text with the password of every URL in it (``scheme://user:password@host``) replaced by
+    ``***``: store URLs reach command lines, and command lines reach run records and logs."""
+    return _PASSWORD_IN_URL.sub(r"\1:***@", text)
 
 
 # ------------------------------------------------------------------ crash detection
@@ -284,6 +301,12 @@ class Store(abc.ABC):
         ``get_run`` for one run's full record.
         """
 
+    @abc.abstractmethod
+    def put_run(self, record: RunRecord) -> None:
+        """Write a record as it is, id, name and times included (copying a run between stores):
+        a run with that id is overwritten field by field and its tags set to the record's. A
+        name another run holds is a StoreError."""
+
     def heartbeat(self, run_id: str, when: float | None = None) -> None:
         """Record that the run's process is alive. A run wrongly judged crashed (its
         process was only paused) goes back to "running"."""
@@ -354,6 +377,18 @@ class Store(abc.ABC):
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # ----------------------------------------------------------- where
+    @property
+    def location(self) -> str:
+        """What ``open_store`` takes to open this store again (in another process, a study
+        worker). It may hold credentials: show people ``display`` instead."""
+        return str(self.root)
+
+    @property
+    def display(self) -> str:
+        """Where the store is, for people: its folder, or its URL without the password."""
+        return str(self.root)
 
     # ----------------------------------------------------------- lifetime
     def close(self) -> None:  # noqa: B027 - optional to override: a store without handles has nothing to release

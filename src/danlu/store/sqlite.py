@@ -49,33 +49,23 @@ through ``MIGRATIONS``.
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import json
 import os
-import re
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-from danlu.errors import RunNotFound, StoreError, StoreMissing
-from danlu.store.base import (
-    RUN_STATUSES,
-    TRAINING_KINDS,
-    ReportRecord,
-    RunRecord,
-    Store,
-    check_run_name,
-    is_crashed,
-    make_run_name,
-    process_identity,
+from danlu.errors import StoreError, StoreMissing
+from danlu.store.encoding import (
+    MAX_CHUNK,
+    chunk_rows,
 )
+from danlu.store.sql import INSERT_CHUNK, SQLStore
 
 __all__ = ["SQLiteStore", "SCHEMA_VERSION", "MIGRATIONS", "DB_NAME"]
 
@@ -89,20 +79,10 @@ SCHEMA_VERSION = 2
 #: Filled in below the migration functions.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
-#: Most points in one chunk (merges and migrated series are split at this size).
-MAX_CHUNK = 65_536
-#: A chunk with fewer points than this is "small": trailing runs of them get merged.
-SMALL_CHUNK = 512
-#: Merge a series' trailing small chunks once there are more than this many.
-COMPACT_AFTER = 64
-
 BUSY_TIMEOUT_S = 60.0       # SQLite's own wait for a lock, per statement
 RETRY_DEADLINE_S = 120.0    # then our back-off retries, for at most this long
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_HEX = re.compile(r"[0-9a-f]+")
-_STEP = np.dtype("<i8")
-_FLOAT = np.dtype("<f8")
 _V1_POINT = np.dtype([("step", np.int64), ("value", np.float64), ("wall", np.float64)])
 
 _SCHEMA_V1 = """
@@ -182,43 +162,6 @@ CREATE INDEX chunks_series ON chunks(series_id);
 CREATE INDEX chunks_range ON chunks(series_id, last_step, first_step);
 """
 
-_INSERT_CHUNK = (
-    "INSERT INTO chunks (series_id, first_step, last_step, n, steps, vals, walls) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _chunk_rows(series_id: int, steps: np.ndarray, vals: np.ndarray, walls: np.ndarray) -> list[tuple]:
-    """Rows for the chunks table: the points in their given order, split at MAX_CHUNK."""
-    rows = []
-    for lo in range(0, len(steps), MAX_CHUNK):
-        s = steps[lo : lo + MAX_CHUNK]
-        rows.append((
-            series_id, int(s.min()), int(s.max()), len(s),
-            s.astype(_STEP, copy=False).tobytes(),
-            vals[lo : lo + MAX_CHUNK].astype(_FLOAT, copy=False).tobytes(),
-            walls[lo : lo + MAX_CHUNK].astype(_FLOAT, copy=False).tobytes(),
-        ))
-    return rows
-
-
-def _last_wins(steps: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Sort by step keeping the LAST occurrence of each step (points in write order).
-
-    Strictly increasing steps (the common case) are returned untouched. Otherwise a
-    stable sort keeps equal steps in write order, so the last of each run of equal
-    steps is the newest write (timsort: near-linear on the few sorted runs a resumed
-    run produces).
-    """
-    if len(steps) < 2 or bool((steps[1:] > steps[:-1]).all()):
-        return (steps, *columns)
-    order = np.argsort(steps, kind="stable")
-    ordered = steps[order]
-    keep = np.empty(len(ordered), dtype=bool)
-    keep[-1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=keep[:-1])
-    order = order[keep]
-    return (ordered[keep], *(column[order] for column in columns))
-
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """v1 -> v2: every series' points (one row each) move into chunks of MAX_CHUNK points,
@@ -236,42 +179,15 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
             if not rows:
                 break
             points = np.array(rows, dtype=_V1_POINT)  # a NULL value (v1's NaN) becomes nan
-            conn.executemany(_INSERT_CHUNK, _chunk_rows(
+            conn.executemany(INSERT_CHUNK, chunk_rows(
                 series_id, points["step"], points["value"], points["wall"]))
     conn.execute("DROP TABLE points")
 
 
 MIGRATIONS[1] = _migrate_1_to_2
 
-_TAG_SEP = "\x1f"  # tags cannot contain control characters (_clean_tags)
-_RUN_COLUMNS = (
-    "id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat, pid, host, "
-    "pidns, config, summary, {repro}, "
-    "(SELECT group_concat(tag, char(31)) FROM tags WHERE tags.run_id = runs.id)"
-)
-_COLS_FULL = _RUN_COLUMNS.format(repro="repro")
-_COLS_LIGHT = _RUN_COLUMNS.format(repro="NULL")
-
-# _records builds RunRecord positionally (it is faster); keep this in step with base.RunRecord
-_RECORD_ORDER = ("id", "name", "kind", "status", "recipe", "note", "tags", "config", "summary", "repro",
-                 "command", "parent", "created", "ended", "heartbeat", "pid", "host")
-assert tuple(f.name for f in dataclasses.fields(RunRecord)) == _RECORD_ORDER, "update SQLiteStore._records"
-
-_UPDATABLE = {
-    "name", "kind", "status", "recipe", "note", "config", "summary", "repro",
-    "command", "parent", "ended", "heartbeat", "pid", "host",
-}
-_JSON_FIELDS = {"config", "summary", "repro"}
 
 T = TypeVar("T")
-
-
-def _dumps(value: Any, what: str) -> str:
-    from danlu.plain import jsonable
-
-    if not isinstance(value, Mapping):
-        raise StoreError(f"{what} must be a dict, got {type(value).__name__}")
-    return json.dumps(jsonable(dict(value)), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -300,22 +216,7 @@ def damaged_message(db: Path, exc: BaseException) -> str:
             f"its place." + (f" A copy made before the last schema upgrade: {backups[-1]}." if backups else ""))
 
 
-def _clean_tags(tags: Iterable[str]) -> list[str]:
-    if isinstance(tags, str):
-        tags = [tags]
-    out: list[str] = []
-    for tag in tags:
-        text = str(tag).strip()
-        if not text:
-            raise StoreError("a tag cannot be empty")
-        if any(ord(ch) < 32 for ch in text):
-            raise StoreError(f"tag {text!r} contains a control character; use plain text")
-        if text not in out:
-            out.append(text)
-    return out
-
-
-class SQLiteStore(Store):
+class SQLiteStore(SQLStore):
     """Run store in ``<root>/danlu.db`` (SQLite, WAL mode). See the module docstring."""
 
     def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
@@ -627,500 +528,3 @@ class SQLiteStore(Store):
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self._run("BEGIN", fn)  # one consistent snapshot for several SELECTs
-
-    # ---------------------------------------------------------------- runs
-    def create_run(
-        self,
-        *,
-        name: str | None = None,
-        kind: str = "train",
-        recipe: str | None = None,
-        config: dict[str, Any] | None = None,
-        note: str = "",
-        tags: Sequence[str] = (),
-        command: str = "",
-        parent: str | None = None,
-    ) -> RunRecord:
-        given = check_run_name(name) if name is not None else None
-        config_json = _dumps(config or {}, "config")
-        clean_tags = _clean_tags(tags)
-        pid, host, pidns = process_identity()
-        now = time.time()
-
-        def insert(conn: sqlite3.Connection) -> tuple[str, str]:
-            while True:
-                run_id = secrets.token_hex(4)
-                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                    break
-            if given is not None:
-                self._check_name_free(conn, given)
-                run_name = given
-            else:
-                for _ in range(100):
-                    run_name = make_run_name()
-                    if conn.execute("SELECT 1 FROM runs WHERE name = ?", (run_name,)).fetchone() is None:
-                        break
-                else:  # a store with most of the 230,400 names taken: make it unique
-                    run_name = f"{make_run_name()}-{run_id}"
-            conn.execute(
-                "INSERT INTO runs (id, name, kind, status, recipe, note, config, command, parent, "
-                "created, heartbeat, pid, host, pidns) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, run_name, kind, recipe, note, config_json, command, parent, now, now, pid, host, pidns),
-            )
-            conn.executemany("INSERT INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, t) for t in clean_tags])
-            return run_id, run_name
-
-        run_id, run_name = self._write(insert)
-        return RunRecord(
-            id=run_id, name=run_name, kind=kind, status="running", recipe=recipe, note=note,
-            tags=sorted(clean_tags), config=json.loads(config_json), command=command, parent=parent,
-            created=now, heartbeat=now, pid=pid, host=host,
-        )
-
-    def _check_name_free(self, conn: sqlite3.Connection, name: str, run_id: str | None = None) -> None:
-        row = conn.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
-        if row is not None and row[0] != run_id:
-            raise StoreError(
-                f"a run named {name!r} already exists in {self.root} (id {row[0]}); choose another "
-                "name, or leave it out to get a generated one"
-            )
-        row = conn.execute("SELECT id FROM runs WHERE id = ?", (name,)).fetchone()
-        if row is not None and row[0] != run_id:
-            raise StoreError(f"{name!r} is the id of another run in {self.root}; choose another name")
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        unknown = set(fields) - _UPDATABLE
-        if unknown:
-            raise StoreError(
-                f"update_run cannot set {', '.join(sorted(unknown))}; settable fields: "
-                f"{', '.join(sorted(_UPDATABLE))}"
-            )
-        if not fields:
-            return
-        values: dict[str, Any] = {}
-        for key, value in fields.items():
-            if key in _JSON_FIELDS:
-                value = _dumps(value, key)
-            elif key == "status" and value not in RUN_STATUSES:
-                raise StoreError(f"status {value!r} is not one of {', '.join(RUN_STATUSES)}")
-            elif key == "name":
-                value = check_run_name(value)
-            values[key] = value
-        if "pid" in values:  # the calling process takes the run over
-            _, host, pidns = process_identity()
-            values.setdefault("host", host)
-            values["pidns"] = pidns
-        assignments = ", ".join(f"{key} = ?" for key in values)
-
-        def update(conn: sqlite3.Connection) -> None:
-            if "name" in values:
-                self._check_name_free(conn, values["name"], run_id)
-            cur = conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
-            if cur.rowcount == 0:
-                raise self._no_such_id(run_id)
-
-        self._write(update)
-
-    def heartbeat(self, run_id: str, when: float | None = None) -> None:
-        beat = time.time() if when is None else when
-
-        def update(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "UPDATE runs SET heartbeat = ?, "
-                "status = CASE WHEN status = 'crashed' AND pid IS ? THEN 'running' ELSE status END, "
-                "ended = CASE WHEN status = 'crashed' AND pid IS ? THEN NULL ELSE ended END "
-                "WHERE id = ?",
-                (beat, os.getpid(), os.getpid(), run_id),
-            )
-            if cur.rowcount == 0:
-                raise self._no_such_id(run_id)
-
-        self._write(update)
-
-    def set_tags(self, run_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
-        added, removed = _clean_tags(add), _clean_tags(remove)
-
-        def update(conn: sqlite3.Connection) -> list[str]:
-            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                raise self._no_such_id(run_id)
-            conn.executemany("INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, t) for t in added])
-            conn.executemany("DELETE FROM tags WHERE run_id = ? AND tag = ?", [(run_id, t) for t in removed])
-            return [r[0] for r in conn.execute("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (run_id,))]
-
-        return self._write(update)
-
-    def _no_such_id(self, run_id: str) -> RunNotFound:
-        return RunNotFound(f"no run with id {run_id!r} in the store at {self.root}; list runs with `danlu runs`")
-
-    def get_run(self, ref: str) -> RunRecord:
-        text = str(ref).strip()
-
-        row = self._read(lambda conn: self._resolve(conn, text))
-        record = self._records([row], with_repro=True)[0]
-        self._settle([(record, row[13])])
-        return record
-
-    def _resolve(self, conn: sqlite3.Connection, text: str) -> tuple:
-        select = f"SELECT {_COLS_FULL} FROM runs"
-        if text.lower() == "last":
-            # The newest training run (engine or danlu.init), as `danlu runs` lists them; a check,
-            # audit or LR-finder run made after it does not take its place. Else the newest run.
-            row = conn.execute(f"{select} WHERE kind IN {TRAINING_KINDS!r} ORDER BY created DESC, rowid DESC LIMIT 1"
-                               ).fetchone() or conn.execute(
-                f"{select} ORDER BY created DESC, rowid DESC LIMIT 1").fetchone()
-            if row is None:
-                raise RunNotFound(
-                    f"the store at {self.root} has no runs yet, so there is no 'last' run; start one "
-                    "with `danlu train RECIPE` or danlu.init()"
-                )
-            return row
-        for column in ("id", "name"):
-            row = conn.execute(f"{select} WHERE {column} = ?", (text,)).fetchone()
-            if row is not None:
-                return row
-        prefix = text.lower()
-        if prefix and _HEX.fullmatch(prefix):
-            rows = conn.execute(
-                f"{select} WHERE id GLOB ? ORDER BY created DESC LIMIT 11", (prefix + "*",)
-            ).fetchall()
-            if len(rows) == 1:
-                return rows[0]
-            if rows:
-                shown = ", ".join(f"{r[0]} ({r[1]})" for r in rows[:10])
-                more = " and more" if len(rows) > 10 else ""
-                raise RunNotFound(
-                    f"{text!r} is the start of several run ids: {shown}{more}; give more characters "
-                    "of the id, or the run's name"
-                )
-        raise RunNotFound(
-            f"no run matches {text!r} in the store at {self.root}. RUN is an id, a unique id prefix, "
-            "a name, or 'last'; list runs with `danlu runs`"
-        )
-
-    def list_runs(
-        self,
-        *,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        recipe: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-        with_repro: bool = False,
-    ) -> list[RunRecord]:
-        """Runs, newest first. ``recipe`` matches runs whose recipe spec contains the text
-        (e.g. "digits.py"); ``tags``: runs carrying every one of them."""
-        crashed = self._settle_running()
-        where: list[str] = []
-        params: list[Any] = []
-        for tag in _clean_tags(tags):
-            where.append("id IN (SELECT run_id FROM tags WHERE tag = ?)")
-            params.append(tag)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if recipe is not None:
-            where.append("instr(recipe, ?) > 0")
-            params.append(recipe)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        sql = f"SELECT {_COLS_FULL if with_repro else _COLS_LIGHT} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created DESC, rowid DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-
-        rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
-        records = self._records(rows, with_repro=with_repro)
-        for record in records:  # crashes seen but not persisted (a read-only store)
-            if record.id in crashed and record.status == "running":
-                record.status, record.ended = "crashed", crashed[record.id]
-        return records
-
-    @staticmethod
-    def _records(rows: list[tuple], with_repro: bool) -> list[RunRecord]:
-        """Rows -> records, fast enough to list 10,000 runs: config and summary of all rows
-        are decoded in one json.loads each (per-call overhead dominated), records are built
-        positionally, and the cyclic GC is paused while the many small dicts are made."""
-        if not rows:
-            return []
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            configs = json.loads("[" + ",".join(r[14] for r in rows) + "]")
-            summaries = json.loads("[" + ",".join(r[15] for r in rows) + "]")
-            return [
-                RunRecord(
-                    run_id, name, kind, status, recipe, note,
-                    sorted(tags.split(_TAG_SEP)) if tags else [],
-                    config, summary,
-                    json.loads(repro) if with_repro and repro else {},
-                    command, parent, created, ended, heartbeat, pid, host,
-                )
-                for (run_id, name, kind, status, recipe, note, command, parent, created, ended, heartbeat,
-                     pid, host, _pidns, _, _, repro, tags), config, summary in zip(rows, configs, summaries)
-            ]
-        finally:
-            if gc_was_on:
-                gc.enable()
-
-    # ------------------------------------------------------ crash detection
-    def _settle_running(self) -> dict[str, float | None]:
-        """Judge every run recorded as running (few of them; indexed by status).
-        Returns {run id: ended} of the runs found crashed."""
-        rows = self._read(lambda conn: conn.execute(
-            f"SELECT {_COLS_LIGHT} FROM runs WHERE status = 'running'").fetchall())
-        if not rows:
-            return {}
-        records = self._records(rows, with_repro=False)
-        self._settle(list(zip(records, (row[13] for row in rows))))
-        return {r.id: r.ended for r in records if r.status == "crashed"}
-
-    def _settle(self, items: list[tuple[RunRecord, str | None]]) -> None:
-        """Persist "crashed" for running runs whose process is gone (rule: base.is_crashed).
-
-        The update only applies if the run's heartbeat and pid are still the ones judged,
-        so a run that a live process has just heartbeaten or taken over is left alone.
-        """
-        now = time.time()
-        dead = [run for run, pidns in items if is_crashed(run, pidns=pidns, now=now)]
-        if not dead:
-            return
-
-        def mark(conn: sqlite3.Connection) -> list[bool]:
-            done = []
-            for run in dead:
-                last = run.heartbeat if run.heartbeat is not None else run.created
-                cur = conn.execute(
-                    "UPDATE runs SET status = 'crashed', ended = ? WHERE id = ? AND status = 'running' "
-                    "AND heartbeat IS ? AND pid IS ?",
-                    (last, run.id, run.heartbeat, run.pid),
-                )
-                done.append(cur.rowcount == 1)
-            return done
-
-        try:
-            done = self._write(mark)
-        except StoreError:  # a read-only store: report the crash without persisting it
-            done = [True] * len(dead)
-        for run, changed in zip(dead, done):
-            if changed:
-                run.status = "crashed"
-                run.ended = run.heartbeat if run.heartbeat is not None else run.created
-
-    # -------------------------------------------------------------- points
-    def log_points(
-        self, run_id: str, points: Sequence[tuple[str, int, float, float]], *, checked: bool = True
-    ) -> None:
-        """One chunk per series per call (see the module docstring), in one transaction."""
-        if not points:
-            return
-        n = len(points)
-        names, steps, values, walls = zip(*points)
-        if checked:  # int() and float() accept numpy scalars, tensors, bools
-            step_arr = np.fromiter(map(int, steps), np.int64, n)
-            value_arr = np.fromiter(map(float, values), np.float64, n)
-            wall_arr = np.fromiter(map(float, walls), np.float64, n)
-        else:  # the caller guarantees Python ints and floats (BatchedWriter)
-            step_arr = np.array(steps, dtype=np.int64)
-            value_arr = np.array(values, dtype=np.float64)
-            wall_arr = np.array(walls, dtype=np.float64)
-        del steps, values, walls
-        unique = set(names)
-        if any(type(name) is not str for name in unique):  # e.g. {0: loss}: series names are text
-            names = tuple(map(str, names))
-            unique = set(names)
-        groups: dict[str, np.ndarray | None]
-        if len(unique) == 1:
-            groups = {next(iter(unique)): None}
-        else:  # stable grouping: each series keeps its points in the order they came
-            order_names = sorted(unique)
-            code = {name: i for i, name in enumerate(order_names)}
-            dtype = np.uint8 if len(code) <= 256 else np.uint16 if len(code) <= 65_536 else np.intp
-            codes = np.fromiter(map(code.__getitem__, names), dtype, n)
-            order = np.argsort(codes, kind="stable")  # radix sort for small codes
-            pieces = np.split(order, np.cumsum(np.bincount(codes, minlength=len(code)))[:-1])
-            groups = dict(zip(order_names, pieces))
-        del names
-        self._write_columns(run_id, {
-            name: (step_arr, value_arr, wall_arr) if index is None
-            else (step_arr[index], value_arr[index], wall_arr[index])
-            for name, index in groups.items()
-        })
-
-    def log_columns(self, run_id: str, columns: Mapping[str, tuple[Any, Any, Any]]) -> None:
-        """One chunk per series (split at MAX_CHUNK), in one transaction; the arrays are
-        taken as they are (converted to int64 / float64 by NumPy)."""
-        clean: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for name, (steps, values, walls) in columns.items():
-            s = np.asarray(steps, dtype=np.int64).reshape(-1)
-            v = np.asarray(values, dtype=np.float64).reshape(-1)
-            w = np.asarray(walls, dtype=np.float64).reshape(-1)
-            if not len(s) == len(v) == len(w):
-                raise StoreError(f"log_columns: series {name!r} has {len(s)} steps, {len(v)} values and "
-                                 f"{len(w)} wall times; give one of each per point")
-            name = name if type(name) is str else str(name)
-            if name in clean:  # e.g. keys 0 and "0": one series, points in the given order
-                old_s, old_v, old_w = clean[name]
-                clean[name] = (np.concatenate([old_s, s]), np.concatenate([old_v, v]), np.concatenate([old_w, w]))
-            elif len(s):
-                clean[name] = (s, v, w)
-        if clean:
-            self._write_columns(run_id, clean)
-
-    def _write_columns(self, run_id: str, columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        cache = self._series_ids
-        missing = [name for name in columns if (run_id, name) not in cache]
-
-        def write(conn: sqlite3.Connection) -> dict[str, int]:
-            ids = {}
-            if missing:
-                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                    raise self._no_such_id(run_id)
-                conn.executemany(
-                    "INSERT OR IGNORE INTO series (run_id, name) VALUES (?, ?)", [(run_id, n) for n in missing]
-                )
-                ids = {n: i for i, n in conn.execute("SELECT id, name FROM series WHERE run_id = ?", (run_id,))}
-            rows: list[tuple] = []
-            small = []
-            for name, (s, v, w) in columns.items():
-                series_id = ids.get(name) or cache[(run_id, name)]
-                rows.extend(_chunk_rows(series_id, s, v, w))
-                if len(s) < SMALL_CHUNK:
-                    small.append(series_id)
-            conn.executemany(_INSERT_CHUNK, rows)
-            for series_id in small:
-                seen = self._small_written.get(series_id, 0) + 1
-                if seen > COMPACT_AFTER:
-                    self._compact(conn, series_id)
-                    seen = 0
-                self._small_written[series_id] = seen
-            return ids
-
-        created = self._write(write)
-        for name, series_id in created.items():  # only after the commit: ids now exist for everyone
-            cache[(run_id, name)] = series_id
-
-    @staticmethod
-    def _compact(conn: sqlite3.Connection, series_id: int) -> bool:
-        """Merge the series' trailing run of small chunks into few large ones, if it is
-        longer than COMPACT_AFTER. Returns whether it merged.
-
-        Only a trailing run (no chunk of the series after it) is merged, so putting the
-        result after every other chunk of the series keeps the insertion order that
-        decides which write of a step wins. The result is deduplicated and sorted.
-        """
-        tail = conn.execute(
-            "SELECT id, n FROM chunks WHERE series_id = ? ORDER BY id DESC LIMIT ?",
-            (series_id, 4 * COMPACT_AFTER),
-        ).fetchall()
-        run = 0
-        for _, n in tail:
-            if n >= SMALL_CHUNK:
-                break
-            run += 1
-        if run <= COMPACT_AFTER:
-            return False
-        first_id = tail[run - 1][0]
-        parts = conn.execute(
-            "SELECT steps, vals, walls FROM chunks WHERE series_id = ? AND id >= ? ORDER BY id",
-            (series_id, first_id),
-        ).fetchall()
-        steps, vals, walls = (
-            np.concatenate([np.frombuffer(part[i], dtype) for part in parts])
-            for i, dtype in ((0, _STEP), (1, _FLOAT), (2, _FLOAT))
-        )
-        steps, vals, walls = _last_wins(steps, vals, walls)
-        conn.execute("DELETE FROM chunks WHERE series_id = ? AND id >= ?", (series_id, first_id))
-        conn.executemany(_INSERT_CHUNK, _chunk_rows(series_id, steps, vals, walls))
-        return True
-
-    def series_names(self, run_id: str) -> list[str]:
-        return self._read(lambda conn: [r[0] for r in conn.execute(
-            "SELECT name FROM series WHERE run_id = ? ORDER BY name", (run_id,))])
-
-    def read_walls(self, run_id: str, name: str):
-        """(steps, wall times) of a whole series, last write wins per step, sorted by step."""
-        return self._read_column(run_id, name, "walls", None, None)
-
-    def read_series(self, run_id: str, name: str, start: int | None = None, end: int | None = None):
-        """Concatenate the series' chunks that overlap [start, end] in write order, then
-        last write wins per step, sorted by step (see the module docstring)."""
-        return self._read_column(run_id, name, "vals", start, end)
-
-    def _read_column(self, run_id: str, name: str, column: str, start: int | None, end: int | None):
-        sql = f"SELECT steps, {column} FROM chunks WHERE series_id = ?"
-        bounds: list[int] = []
-        if start is not None:
-            start = int(start)
-            sql += " AND last_step >= ?"
-            bounds.append(start)
-        if end is not None:
-            end = int(end)
-            sql += " AND first_step <= ?"
-            bounds.append(end)
-        sql += " ORDER BY id"
-
-        def fetch(conn: sqlite3.Connection) -> list[tuple[bytes, bytes]]:
-            row = conn.execute("SELECT id FROM series WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
-            if row is None:
-                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                    raise self._no_such_id(run_id)
-                return []
-            return conn.execute(sql, (row[0], *bounds)).fetchall()
-
-        chunks = self._read(fetch)
-        if not chunks:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        # concatenate copies: the arrays handed out are writable and own their memory
-        steps = np.concatenate([np.frombuffer(c[0], _STEP) for c in chunks]).astype(np.int64, copy=False)
-        values = np.concatenate([np.frombuffer(c[1], _FLOAT) for c in chunks]).astype(np.float64, copy=False)
-        steps, values = _last_wins(steps, values)
-        if start is not None or end is not None:
-            lo = 0 if start is None else int(np.searchsorted(steps, start, side="left"))
-            hi = len(steps) if end is None else int(np.searchsorted(steps, end, side="right"))
-            if lo > 0 or hi < len(steps):
-                steps, values = steps[lo:hi].copy(), values[lo:hi].copy()
-        return steps, values
-
-    # ------------------------------------------------------------- reports
-    def save_report(self, run_id: str | None, kind: str, data: dict[str, Any]) -> int:
-        payload = _dumps(data, "report data")
-        now = time.time()
-
-        def insert(conn: sqlite3.Connection) -> int:
-            if run_id is not None and conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                raise self._no_such_id(run_id)
-            cur = conn.execute(
-                "INSERT INTO reports (run_id, kind, created, data) VALUES (?, ?, ?, ?)", (run_id, kind, now, payload)
-            )
-            assert cur.lastrowid is not None
-            return int(cur.lastrowid)
-
-        return self._write(insert)
-
-    def list_reports(self, run_id: str | None = None, kind: str | None = None) -> list[ReportRecord]:
-        where, params = [], []
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        sql = "SELECT id, run_id, kind, created, data FROM reports"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created DESC, id DESC"
-        rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
-        return [ReportRecord(i, r, k, c, json.loads(d)) for i, r, k, c, d in rows]
-
-    def get_report(self, report_id: int) -> ReportRecord:
-        row = self._read(lambda conn: conn.execute(
-            "SELECT id, run_id, kind, created, data FROM reports WHERE id = ?", (int(report_id),)
-        ).fetchone())
-        if row is None:
-            raise StoreError(f"no report with id {report_id} in the store at {self.root}")
-        i, r, k, c, d = row
-        return ReportRecord(i, r, k, c, json.loads(d))

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from danlu.store.base import redact_credentials
 from danlu.tuning.space import Space
 from danlu.tuning.spec import StudyError, StudySpec
 
 __all__ = [
-    "TRIAL_STALE_AFTER", "HEARTBEAT_EVERY", "local_storage_url", "quiet_optuna", "open_storage",
+    "TRIAL_STALE_AFTER", "HEARTBEAT_EVERY", "local_storage_url", "default_storage_url", "quiet_optuna", "open_storage",
     "stage_study_name", "load_optuna_study", "spec_from_storage", "qmc_points", "trial_is_dead",
     "requeue_stale", "finite",
 ]
@@ -34,6 +35,13 @@ HEARTBEAT_EVERY = 5.0
 def local_storage_url(store_root: Path | str) -> str:
     """The default, server-less Optuna storage: a journal file in the danlu store folder."""
     return "journal:" + str(Path(store_root).resolve() / "studies.journal")
+
+
+def default_storage_url(store: Any) -> str:
+    """The study storage that goes with a danlu store: the journal file in its folder, or for
+    the team store on PostgreSQL the same database and schema (every machine reaches it, so
+    workers on other hosts join without a --storage of their own)."""
+    return getattr(store, "database_url", None) or local_storage_url(store.root)
 
 
 def quiet_optuna() -> None:
@@ -71,7 +79,7 @@ def open_storage(url: str):
         module = "psycopg2" if url.startswith("postgres") else str(exc.name or "a database driver")
         raise MissingExtra(module, "postgres", f"A {url.split('://')[0]}:// study storage") from exc
     except Exception as exc:
-        raise StudyError(f"Cannot open the study storage {_redact(url)}: {type(exc).__name__}: {exc}. "
+        raise StudyError(f"Cannot open the study storage {redact_credentials(url)}: {type(exc).__name__}: {exc}. "
                          "Check that the database server runs and the URL's user, password and database exist.") from exc
 
 
@@ -87,12 +95,6 @@ def _rdb_url(url: str) -> str:
                 return f"postgresql+{driver}://{rest}"
         raise ImportError(name="psycopg2")
     return url
-
-
-def _redact(url: str) -> str:
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def stage_study_name(name: str, stage: int) -> str:

@@ -22,8 +22,8 @@ from danlu.tuning.objective import WorkerJob
 from danlu.tuning.space import parse_vary
 from danlu.tuning.spec import StudyError, StudySpec, prepare_spec, pruning_plan
 from danlu.tuning.storage import (
+    default_storage_url,
     load_optuna_study,
-    local_storage_url,
     open_storage,
     qmc_points,
     requeue_stale,
@@ -51,7 +51,7 @@ class Study:
         if record.kind != "study":
             raise StudyError(f"'{name}' is a {record.kind} run, not a study; `danlu show {name}` shows runs.")
         spec = StudySpec.from_dict(record.config)
-        return cls(store, spec, None, spec.storage or local_storage_url(store.root), run_id=record.id)
+        return cls(store, spec, None, spec.storage or default_storage_url(store), run_id=record.id)
 
     def report(self):
         """The study's report: the one kept when it finished, else an analysis of its trials so far."""
@@ -80,7 +80,7 @@ class Study:
             what = "study" if existing.kind == "study" else f"{existing.kind} run"
             raise StudyError(f"A {what} named '{spec.name}' is already in the store; continue it with "
                              f"`danlu study --resume {spec.name}` or pick another name.")
-        url = spec.storage or local_storage_url(store.root)
+        url = spec.storage or default_storage_url(store)
         storage = open_storage(url)
         if stage_study_name(spec.name, 0) in optuna.get_all_study_names(storage):
             raise StudyError(f"The storage already holds a study '{spec.name}'; resume it "
@@ -104,7 +104,7 @@ class Study:
             raise StudyError(f"Study '{name}' is still running (pid {record.pid} on {record.host}); "
                              "stop it before resuming, or join it with `danlu study worker`.")
         spec = StudySpec.from_dict(record.config)
-        url = spec.storage or local_storage_url(store.root)
+        url = spec.storage or default_storage_url(store)
         run = reopen_run(store, record)
         return cls(store, spec, run, url)
 
@@ -186,7 +186,7 @@ class Study:
             for index, _fraction in enumerate(spec.stages):
                 study = self._seed_stage(index, workers, recipe_cls)
                 self._announce(index, study, workers, say)
-                job = WorkerJob(store=str(self.store.root), storage=self.storage_url, name=spec.name,
+                job = WorkerJob(store=self.store.location, storage=self.storage_url, name=spec.name,
                                 stage=index, recipe=recipe, quiet=console is None)
                 self._drain(study, executor, job, workers, say)
             self._mark_storage_status("finished")
@@ -290,7 +290,7 @@ def join_study(storage_url: str, name: str, store, executor, workers: int = 1, r
             states = {t.state for t in study.get_trials(deepcopy=False)}
             attrs = study.user_attrs.get("danlu_stage", {})
             if TrialState.WAITING in states or attrs.get("queue") is False or attrs.get("step_budget"):
-                job = WorkerJob(store=str(store.root), storage=storage_url, name=name, stage=i,
+                job = WorkerJob(store=store.location, storage=storage_url, name=name, stage=i,
                                 recipe=recipe, quiet=console is None)
                 ran += executor.run(job, workers)
         done += ran
@@ -356,7 +356,7 @@ def _narrow_from_exploration(store, spec: StudySpec, vary: list[str], recipe_cls
     if record.kind != "study":
         raise StudyError(f"source={source!r}: that is a {record.kind} run, not a study.")
     src = StudySpec.from_dict(record.config)
-    storage = open_storage(src.storage or local_storage_url(store.root))
+    storage = open_storage(src.storage or default_storage_url(store))
     trials = load_optuna_study(storage, src.name, 0).get_trials(deepcopy=False)
     base = parse_vary(vary, recipe_cls, fixed=spec.fixed) if vary else parse_vary(src.vary, recipe_cls)
     comp = comparable(trials, min_complete=4)

@@ -233,7 +233,7 @@ def list_runs(request: Request) -> Response:
             **dash.rows.totals(records),
             "kinds": dict(sorted(kinds.items())),
             "kind": kind,
-            "store": str(dash.store.root),
+            "store": dash.store.display,
         }
         with dash.lock:
             dash.queries[key] = (records, rows, as_json, matched, head_data)
@@ -471,7 +471,7 @@ def info(request: Request) -> Response:
     from danlu import __version__
 
     dash: Dashboard = request.app.state.dashboard
-    return json_response({"version": __version__, "store": str(dash.store.root),
+    return json_response({"version": __version__, "store": dash.store.display,
                           "downsamplers": sorted(DOWNSAMPLERS)})
 
 

@@ -108,7 +108,7 @@ def serve(
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     out = out or sys.stdout
-    print(f"danlu dashboard on {url_for(host, actual, token, page)}  (store: {store.root}; Ctrl-C to stop)",
+    print(f"danlu dashboard on {url_for(host, actual, token, page)}  (store: {store.display}; Ctrl-C to stop)",
           file=out, flush=True)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
