@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from argparse import Namespace
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -112,9 +113,19 @@ class DanluLogger(Logger):
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        best = getattr(checkpoint_callback, "best_model_path", "") or None
-        last = getattr(checkpoint_callback, "last_model_path", "") or None
-        self.experiment.update_summary(checkpoints={"best": best, "last": last})
+        folder = self.experiment.store.run_dir(self.experiment.id, create=False)
+
+        def kept(path: str | None) -> str | None:   # relative to the run's folder: the artefact root may move
+            if not path:
+                return None
+            try:
+                return Path(path).resolve().relative_to(folder.resolve()).as_posix()
+            except ValueError:                        # the user's ModelCheckpoint writes elsewhere
+                return str(path)
+
+        self.experiment.update_summary(checkpoints={
+            "best": kept(getattr(checkpoint_callback, "best_model_path", "")),
+            "last": kept(getattr(checkpoint_callback, "last_model_path", ""))})
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

@@ -72,8 +72,8 @@ def test_a_trainer_is_tracked_as_a_danlu_training_run(tmp_path):
     assert after.meta["regime"] not in ("too_short", "unknown", "diverging", "nan"), after.meta["regime"]
     assert len(store.read_series(record.id, "val_loss")[0]) == 4
     assert record.repro and "env" in record.repro                          # the script's record
-    best = record.summary["checkpoints"]["best"]                            # Lightning's checkpoint, in the run's folder
-    assert best.startswith(str(store.run_dir(record.id))) and best.endswith(".ckpt")
+    best = record.summary["checkpoints"]["best"]        # Lightning's checkpoint, relative to the run's folder
+    assert best.endswith(".ckpt") and not best.startswith("/") and (store.run_dir(record.id) / best).is_file()
     assert watcher.stop_reason is None                                     # a healthy run is left alone
     assert record.summary["diagnosis"] not in ("diverging", "nan")
     assert store.list_reports(run_id=record.id, kind="diagnosis")

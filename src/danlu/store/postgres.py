@@ -46,7 +46,10 @@ from danlu.store.sql import SQLStore
 __all__ = ["PostgresStore", "SCHEMA_VERSION"]
 
 APP = "danlu"
+#: Version of the schema this code writes. Bump it together with a MIGRATIONS entry.
 SCHEMA_VERSION = 1
+#: MIGRATIONS[v](cursor) upgrades a version-v schema to v+1 inside the open transaction.
+MIGRATIONS: dict[int, Callable[[Any], None]] = {}
 RETRY_DEADLINE_S = 120.0
 T = TypeVar("T")
 
@@ -284,6 +287,26 @@ class PostgresStore(SQLStore):
         elif version > SCHEMA_VERSION:
             raise StoreError(f"the store at {self.url} has schema version {version}, newer than this danlu "
                              f"understands ({SCHEMA_VERSION}); upgrade danlu")
+        elif version < SCHEMA_VERSION:
+            self._run(self._migrate)
+
+    def _migrate(self, cur: Any) -> None:
+        """Upgrade the schema step by step through MIGRATIONS, in one transaction (PostgreSQL's DDL
+        is transactional: a failed step leaves the store as it was), one process at a time."""
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"danlu:{self.schema}",))
+        version = int(cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        while version < SCHEMA_VERSION:      # another process may have upgraded it while we waited
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise StoreError(f"danlu cannot upgrade the store at {self.url} from schema version {version} to "
+                                 f"{version + 1}: no migration step; upgrade danlu")
+            try:
+                step(cur)
+            except Exception as exc:
+                raise StoreError(f"upgrading the store at {self.url} from schema version {version} to "
+                                 f"{version + 1} failed ({exc}); it was left as it was") from exc
+            version += 1
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
     # ------------------------------------------------------------ dialect
     def _lock_runs(self, conn: Any) -> None:
