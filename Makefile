@@ -22,7 +22,7 @@ $(VENV)/.demo: pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.demo
-	@echo "== danlu set-up: the test and development tools (pytest, playwright, ray, psycopg2, lightning, transformers, tensorboard, jupyter kernel, ruff, mypy)"
+	@echo "== danlu set-up: the test and development tools (pytest, playwright, ray, psycopg, lightning, transformers, tensorboard, jupyter kernel, ruff, mypy)"
 	$(PIP) install --progress-bar on -e '.[dev,examples,study,ui,plots]'
 	touch $@
 

@@ -115,3 +115,21 @@ def test_failure_in_training_is_one_clear_screen_and_the_run_is_kept(tmp_path, c
     assert "Traceback" not in err
     assert main(["show", "bad", "--json", *s]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "failed"
+
+
+def test_runs_columns_show_what_changed_not_where_runs_wrote():
+    """A Hugging Face run records ~100 TrainingArguments; output_dir, logging_dir and run_name
+    differ in every run, yet they are not what was tuned: `danlu runs` keeps its columns for
+    the hyperparameters that changed (and for age and time, which they used to push out)."""
+    from danlu.cli.runs import varying_hparams
+    from danlu.store.base import RunRecord
+
+    runs = [RunRecord(id=f"{i:08x}", name=f"hf-{i}", config={
+        "learning_rate": [1e-4, 3e-4, 1e-3][i % 3], "optim": ["adamw_torch", "sgd"][i % 2],
+        "output_dir": f"/scratch/alice/hf-{i}", "logging_dir": f"runs/hf-{i}/logs", "run_name": f"sweep-{i:03d}",
+        "seed": 42}) for i in range(8)]
+    assert varying_hparams(runs) == ["learning_rate", "optim"]
+    few = runs[:3]             # three runs trying three optimisers: still what changed
+    for r, opt in zip(few, ("adamw_torch", "sgd", "adafactor")):
+        r.config["optim"] = opt
+    assert varying_hparams(few) == ["learning_rate", "optim", "run_name"]

@@ -76,7 +76,20 @@ def varying_hparams(runs) -> list[str]:
         for k in r.config:
             if k not in keys and k not in _RUN_COLUMNS:
                 keys.append(k)
-    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1 and not _labels_a_run(runs, k)]
+
+
+def _labels_a_run(runs, key: str) -> bool:
+    """A setting that names where a run writes rather than how it trains: a path (a Trainer's
+    output_dir, logging_dir), or text that differs in every run (a run_name). It is not what
+    changed between runs; `--columns` still shows it."""
+    values = [r.config.get(key) for r in runs if key in r.config]
+    texts = [v for v in values if isinstance(v, str)]
+    if not texts or len(texts) < len(values):
+        return False
+    if any("/" in v or "\\" in v for v in texts):
+        return True
+    return len(texts) > 5 and len(set(texts)) == len(texts)
 
 
 def _main_metric(summary: dict[str, Any]) -> tuple[str, Any] | None:
