@@ -113,3 +113,13 @@ def test_a_trainer_object_is_checked_from_python(tmp_path):
 @pytest.fixture(autouse=True)
 def _setups_importable(monkeypatch):
     monkeypatch.syspath_prepend(str(SETUPS))
+
+
+def test_a_module_that_feeds_itself_without_validation(tmp_path):
+    code, report = _cli(f"{LIT}:SelfFed", "--only", "S13,D7,S2,S8", cwd=tmp_path)
+    found = {(f["id"], f["name"]): f for f in report["findings"]}
+    assert code == 0
+    assert found[("S13", "data interface")]["status"] == "warn" and "validation set is empty" in \
+        found[("S13", "data interface")]["summary"]
+    assert found[("D7", "validation augmentation")]["status"] == "skip"
+    assert found[("S2", "overfit one batch")]["status"] == "pass"

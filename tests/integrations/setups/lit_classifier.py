@@ -64,3 +64,17 @@ class Blobs(pl.LightningDataModule):
 def build(bug: str = ""):
     """An entry point returning (module, datamodule)."""
     return LitClassifier(bug=bug), Blobs()
+
+
+class SelfFed(LitClassifier):
+    """A module with its own train_dataloader and no validation loop, optimizers returned as
+    ([optimizer], [scheduler]): another of Lightning's documented forms."""
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 8, generator=g)
+        return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=32, shuffle=True)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.9)]

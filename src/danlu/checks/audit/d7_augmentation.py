@@ -94,6 +94,8 @@ class AugmentationAndShuffling(Check):
     def _validation(self, ctx: Context):
         problems = Problems()
         n_val, n_train = ctx.length("val"), ctx.length("train")
+        if n_val == 0:   # a LightningModule without val_dataloader: nothing to read twice
+            return self.finding("skip", "skipped: the validation set is empty", name="validation augmentation")
         differing = [i for i in spread(n_val, self.val_items) if fingerprint(ctx.val[i]) != fingerprint(ctx.val[i])]
         random_train = any(fingerprint(ctx.train[i]) != fingerprint(ctx.train[i])
                            for i in spread(n_train, self.val_items))
