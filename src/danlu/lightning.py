@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 from argparse import Namespace
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 try:
