@@ -51,6 +51,7 @@ class FitState:
     epoch: int = 0                    # current epoch (0-based)
     lr: float = 0.0
     val_loss: float | None = None     # latest whole-set validation loss
+    val_loader: Any = None            # the whole validation set, as epoch ends read it
     probe_loss: float | None = None   # latest random-batch validation loss
     val_metrics: dict[str, float] = field(default_factory=dict)
     best_val_loss: float = math.inf
@@ -364,7 +365,8 @@ def fit(
 
         state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler, dist=dist,
                          device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                         baseline_loss=_baseline_loss(train, recipe.task), resumable=resumable)
+                         baseline_loss=_baseline_loss(train, recipe.task), resumable=resumable,
+                         val_loader=val_loader)
         start_epoch, skip_batches = 0, 0
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model"])

@@ -5,13 +5,14 @@ study is stored and shown with the command that reproduces its best trial."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from optuna.trial import TrialState
 
 from danlu.tuning.executors import Sequential
 from danlu.tuning.storage import load_optuna_study
-from danlu.tuning.study import new_study
+from danlu.tuning.study import explore_points, new_study
 
 
 def _phases(report):
@@ -191,7 +192,7 @@ def test_tune_spends_what_pruning_saved_on_tpe_trials_and_reports_both_phases(st
     trials = _trials(store, "tune")
     explore = [t for t in trials if "point" in t.user_attrs]
     exploit = [t for t in trials if t.user_attrs.get("phase") == "exploit"]
-    assert [t.user_attrs["point"] for t in explore] == list(range(10)) and exploit
+    assert [t.user_attrs["point"] for t in explore] == list(range(explore_points(10))) and exploit
     assert min(t.number for t in exploit) > max(t.number for t in explore)   # exploitation comes after
     per_trial = trials[0].user_attrs["total_steps"]
     budget = 10 * per_trial
@@ -231,7 +232,7 @@ def test_the_pruner_is_never_asked_about_a_trial_at_its_last_step():
     stopped = []
 
     def state(step):
-        return SimpleNamespace(probe_loss=1.0, step=step, total_steps=9,
+        return SimpleNamespace(probe_loss=1.0, step=step, total_steps=9, val_loader=None, best_val_loss=math.inf,
                                stop=lambda reason, status: stopped.append((step, status)))
 
     last = TrialCallback(trial, StopAll(), min_resource=1, pruner_name="asha")

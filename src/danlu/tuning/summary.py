@@ -66,7 +66,10 @@ def study_report(study, recipe_cls=None) -> Report:
     space = spec.space(recipe_cls)
     stages = study.stage_studies()
     stage_trials = [s.get_trials(deepcopy=False) for s in stages]
-    first = [t for t in (stage_trials[0] if stage_trials else []) if phase_of(t) == "explore"]
+    # every trial of the first stage, explored or exploited (as Optuna's importance evaluators take
+    # them): a tune study explores only a third of its budget evenly, too few points to rank 3+
+    # hyperparameters on their own (importance.POINTS_PER_PARAM per hyperparameter)
+    first = [t for t in (stage_trials[0] if stage_trials else []) if "seeded_from" not in t.user_attrs]
     findings: list[Finding] = []
     tables: list[Table] = []
     meta: dict[str, Any] = {"study": spec.name, "mode": spec.mode, "spec": spec.to_dict()}
