@@ -118,6 +118,17 @@ def test_exploit_narrows_the_exploration_and_seeds_tpe(store, synth_path):
 POSTGRES = os.environ.get("DANLU_TEST_POSTGRES_URL")
 
 
+def _run_beside(study, worker: subprocess.Popen) -> str:
+    """Run the study here while `worker` (another "machine") joins it; the worker's output."""
+    try:
+        study.run(Sequential())
+        out, _ = worker.communicate(timeout=240)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not POSTGRES, reason="DANLU_TEST_POSTGRES_URL is unset: start PostgreSQL with "
                     "`.ci/start-postgres.sh` and export the URL it prints")
@@ -136,12 +147,7 @@ def test_postgres_storage_is_joined_by_a_worker(tmp_path, synth_path):
         "s.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"),
         "study", "worker", name, "--storage", POSTGRES, "--store", str(tmp_path / "worker"), "--wait", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        study.run(Sequential())
-        out, _ = worker.communicate(timeout=240)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    out = _run_beside(study, worker)
     trials = _stage(store, name, url=POSTGRES)
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     assert worker.returncode == 0, out
@@ -170,12 +176,7 @@ def test_a_team_store_on_postgres_holds_every_workers_trials(tmp_path, synth_pat
     assert study.storage_url.startswith("postgresql") and "search_path" in study.storage_url
     worker = subprocess.Popen([sys.executable, "-m", "danlu", "study", "worker", "team", "--store", url,
                                "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        study.run(Sequential())
-        out, _ = worker.communicate(timeout=240)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    out = _run_beside(study, worker)
     assert worker.returncode == 0, out
     trials = store.list_runs(kind="train", tags=["study:team"])
     assert len(trials) == 6 and all(r.status == "finished" for r in trials), [(r.name, r.status) for r in trials]
