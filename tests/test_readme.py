@@ -156,3 +156,33 @@ def test_readme_check_on_lightning_and_hf(tmp_path, monkeypatch, capsys):
         assert main([*command[1:], "--quiet"]) == 0, command
     out = capsys.readouterr().out
     assert "check LitModel" in out and "check make_trainer" in out
+
+
+def test_readme_team_store(tmp_path, monkeypatch, tiny_path, capsys):
+    """The team-store section as written, with the URL of the PostgreSQL CI starts (skipped without
+    one) and a tiny recipe in place of the digits example: train into it, push a laptop run."""
+    import os
+    import shlex
+    import time
+
+    import pytest
+
+    postgres = os.environ.get("DANLU_TEST_POSTGRES_URL")
+    if not postgres:
+        pytest.skip("DANLU_TEST_POSTGRES_URL is unset: start PostgreSQL with `.ci/start-postgres.sh`")
+    section = (ROOT / "README.md").read_text().split("## A team store on PostgreSQL", 1)[1]
+    lines = re.search(r"```\n(.*?)```", section, flags=re.S).group(1).splitlines()
+    url = f"{postgres}?schema=readme{os.getpid()}{int(time.time())}&artifacts={tmp_path / 'shared'}"
+    assert lines[0].startswith("export DANLU_STORE=")
+    monkeypatch.setenv("DANLU_STORE", url)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(tiny_path), "epochs=1", "--quiet", "--store", "./.danlu", "--name", "offline"]) == 0
+    for line in lines[1:]:
+        argv = shlex.split(line.split("#")[0].replace('"$DANLU_STORE"', url))
+        argv = [str(tiny_path) if a == "examples/digits.py" else a for a in argv[1:]]
+        assert main([*argv, "--quiet"] if argv[0] == "train" else argv) == 0, line
+    from danlu.store import open_store
+
+    team = open_store(url)
+    assert {r.name for r in team.list_runs()} >= {"offline"} and len(team.list_runs()) == 2
+    team.close()
