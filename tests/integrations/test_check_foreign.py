@@ -123,3 +123,17 @@ def test_a_module_that_feeds_itself_without_validation(tmp_path):
         found[("S13", "data interface")]["summary"]
     assert found[("D7", "validation augmentation")]["status"] == "skip"
     assert found[("S2", "overfit one batch")]["status"] == "pass"
+
+
+def test_lightnings_own_stateful_lstm_demo_stays_quiet(tmp_path):
+    """Lightning's LSTM demo carries its hidden state from batch to batch (reset at epoch end) and
+    reads contiguous chunks through its own SequenceSampler. The doctor's checks use several batch
+    sizes: each new size starts an epoch for the module, and the batch size is the sampler's (20),
+    not a default. It used to crash S5 ("Expected hidden[0] size (2, 49, 32), got [2, 64, 32]")
+    and warn that a deliberate order does not shuffle."""
+    seqs = SETUPS / "lit_sequences.py"
+    code, report = _cli(f"{seqs}:small_lstm", "--datamodule", f"{seqs}:SequencedTokens", cwd=tmp_path)
+    loud = [(f["id"], f["name"], f["status"], f["summary"]) for f in report["findings"] if f["status"] in ("warn", "fail")]
+    assert code == 0 and loud == []
+    assert {f["id"]: f for f in report["findings"]}["S5"]["status"] == "pass"
+    assert "batch of 20" in {f["id"]: f for f in report["findings"]}["S12"]["summary"]

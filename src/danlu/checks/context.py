@@ -200,8 +200,7 @@ class Context:
     @property
     def batch_size(self) -> int:
         """The training batch size (the train loader's, else the recipe's)."""
-        size = getattr(self.loaders[0], "batch_size", None)
-        return int(size or self.recipe.batch_size)
+        return loader_batch_size(self.loaders[0]) or int(self.recipe.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -361,6 +360,12 @@ class Context:
 
     def loss(self, output: Any, target: Any) -> torch.Tensor:
         return self.recipe.loss(output, target)
+
+
+def loader_batch_size(loader: Any) -> int | None:
+    """A DataLoader's batch size, also when a batch_sampler sets it (the loader then says None)."""
+    size = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else None
 
 
 def _declared_classes(recipe: Recipe) -> int | None:

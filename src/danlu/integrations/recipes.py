@@ -212,9 +212,14 @@ class _Adapter(Recipe):
         if not isinstance(train, DataLoader):
             raise RecipeError(f"{self.loss_only} set-up: the training data must be one DataLoader; got "
                               f"{type(train).__name__} (several loaders are not supported)")
+        from danlu.checks.context import loader_batch_size
+
         val_set = val.dataset if isinstance(val, DataLoader) else _no_val(train.dataset)
+        size = loader_batch_size(train)
+        if size:
+            self.batch_size = size       # what the doctor draws its batches with (a batch_sampler's too)
         if not isinstance(val, DataLoader):
-            val = DataLoader(val_set, batch_size=train.batch_size or 1, collate_fn=train.collate_fn)
+            val = DataLoader(val_set, batch_size=size or 1, collate_fn=train.collate_fn)
         self._loaders = (train, val)
         return train.dataset, val_set
 
@@ -261,11 +266,35 @@ class LightningRecipe(_Adapter):
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # self.log(...) outside a Trainer warns on every call
+            self._new_epoch_if_resized(model, batch)
             out = model.training_step(batch, 0)  # type: ignore[operator]
         if out is None:
             raise RecipeError("training_step returned None (Lightning skips such a batch): on this batch it must "
                               "return the loss")
         return self._loss_of(out, "training_step"), None
+
+    @staticmethod
+    def _new_epoch_if_resized(model: nn.Module, batch: Any) -> None:
+        """Batches of another size than the last one this copy saw start a new epoch: the module's
+        epoch hooks run, as Lightning runs them between epochs. A module that carries state from
+        batch to batch (Lightning's own LSTM demo keeps its hidden state and resets it at epoch end)
+        trains with one batch size per epoch, while the doctor's checks use several."""
+        from danlu.batches import batch_size_of
+
+        try:
+            size = batch_size_of(batch)
+        except Exception:  # noqa: BLE001 - a batch whose size danlu cannot read: nothing to compare
+            return
+        last = getattr(model, "_danlu_batch_size", None)
+        object.__setattr__(model, "_danlu_batch_size", size)
+        if last is None or last == size:
+            return
+        for hook in ("on_train_epoch_end", "on_train_epoch_start"):
+            if _overridden(model, hook):
+                try:
+                    getattr(model, hook)()
+                except Exception:  # noqa: BLE001 - a hook that needs a Trainer: the module keeps its state
+                    pass
 
     def optimization(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
         optimizers, schedulers = _lightning_optimizers(model.configure_optimizers())  # type: ignore[operator]
@@ -285,8 +314,9 @@ class LightningRecipe(_Adapter):
 def _overridden(obj: Any, name: str) -> bool:
     """Whether `obj`'s own code defines hook `name` (Lightning's defaults raise or do nothing)."""
     for klass in type(obj).__mro__:
-        if name in vars(klass):
-            return not klass.__module__.startswith(("lightning.", "pytorch_lightning."))
+        if name in vars(klass):   # Lightning's own defaults live in its core package (its demos do not)
+            return not klass.__module__.startswith(("lightning.pytorch.core", "pytorch_lightning.core",
+                                                    "lightning.fabric", "lightning_fabric"))
     return False
 
 

@@ -165,7 +165,12 @@ class PostgresStore(SQLStore):
 
     @property
     def display(self) -> str:
-        return f"{self.url} (schema {self.schema}, artefacts in {self.root})"
+        """user@host/database, and the schema when not the default: short enough for a title line."""
+        parts = urlsplit(self._url)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port and parts.port != 5432 else ""
+        schema = f" (schema {self.schema})" if self.schema != "danlu" else ""
+        return f"postgresql://{user}{parts.hostname or 'localhost'}{port}{parts.path}{schema}"
 
     @property
     def database_url(self) -> str:

@@ -203,3 +203,12 @@ def test_s12_slow_getitem_warns_with_profile_and_workers(one_thread):
     assert any("sleep" in line for line in f.evidence["profile_top"])
     assert any("decode_image" in line for line in f.evidence["profile_top"])
     assert f.evidence["suggested_workers"] >= 2 and "num_workers=" in f.fix
+
+
+def test_s5_names_a_target_that_reaches_the_forward_pass():
+    """A model that is handed the answer does as well with zeroed inputs: S5 fails and says the
+    target reaches the forward pass; the same model without the leak passes."""
+    leaky = finding(check("target_leak", only="S5"), "S5")
+    assert leaky.status == "fail" and "gets the answer another way" in leaky.cause, (leaky.summary, leaky.cause)
+    clean = finding(check("target_leak", only="S5", overrides=["leak=false"]), "S5")
+    assert clean.status == "pass", clean.summary

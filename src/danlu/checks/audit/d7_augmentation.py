@@ -50,6 +50,15 @@ def loader_shuffles(loader) -> tuple[bool | None, str]:
     return True, f"{type(sampler).__name__} varies between epochs"
 
 
+def _chosen_order(loader) -> bool:
+    """Whether a fixed order comes from a sampler the user wrote (a language model's contiguous
+    chunks for truncated backpropagation), rather than PyTorch's default shuffle=False."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    sampler = batch_sampler if batch_sampler is not None and not isinstance(batch_sampler, BatchSampler) \
+        else getattr(batch_sampler, "sampler", None) or getattr(loader, "sampler", None)
+    return sampler is not None and not type(sampler).__module__.startswith("torch.")
+
+
 @register
 class AugmentationAndShuffling(Check):
     """Validation set fixed (no augmentation), training loader shuffled.
@@ -118,7 +127,8 @@ class AugmentationAndShuffling(Check):
         shuffles, how = loader_shuffles(ctx.loaders[0])
         ev: dict[str, Any] = {"train_order": how}
         if shuffles is False:
-            status, extra = "warn", ""
+            custom = _chosen_order(ctx.loaders[0])
+            status, extra = ("info" if custom else "warn"), ""
             if ctx.task_or_none == "classification":
                 size = ctx.length("train")
                 count = min(size, self.order_items)
@@ -133,6 +143,10 @@ class AugmentationAndShuffling(Check):
                 if count > 2 and len(classes) > 1 and same >= self.grouped:
                     status = "fail"
                     extra = f"; {same:.0%} of neighbouring items share a label (the data are grouped by class)"
+            if status == "info":
+                return self.finding("pass", f"one fixed order from a sampler of your own ({how}): right when the "
+                                    "order is the point (a model that carries state from batch to batch); shuffle "
+                                    "otherwise", evidence=ev, name="shuffling")
             problems.add(
                 status,
                 f"the training loader does not shuffle ({how}){extra}",
