@@ -131,6 +131,21 @@ def test_few_completed_trials_are_compared_at_the_first_rung():
     assert "step 10" in comp.describe()
 
 
+def test_a_point_trained_in_several_rounds_counts_once():
+    """Rounds of successive halving train the best points again; each point is one trial's worth."""
+    dists = SPACE.distributions()
+    trials = []
+    for number, (point, values) in enumerate([(0, {10: 1.0}), (1, {10: 2.0}), (2, {10: 3.0}),
+                                              (0, {10: 1.0, 30: 0.5}), (0, {10: 1.0, 30: 0.5, 90: 0.4})]):
+        t = create_trial(params={"a": point / 10, "b": 0.5, "c": 0.5}, distributions=dists,
+                         state=TrialState.PRUNED, intermediate_values=values, user_attrs={"point": point})
+        t.number = number
+        trials.append(t)
+    comp = A.comparable(trials, min_complete=8)
+    assert comp.step == 10 and sorted(p.value for p in comp.points) == [1.0, 2.0, 3.0]
+    assert [p.number for p in comp.points] == [1, 2, 4]  # point 0 by the trial that trained it furthest
+
+
 def test_outcomes_are_counted():
     dists = SPACE.distributions()
     kinds = ["complete", "pruned", "diverged", "nan", "failed", "crashed", "complete"]

@@ -57,7 +57,7 @@ def test_an_exploration_stores_runs_report_and_the_reproducing_command(store, sy
 def test_pruning_stops_the_trials_whose_loss_is_worse_and_never_before_min_resource(store, synth_path):
     # val loss = training mse + 10 (a - 0.3)^2: trials far from a = 0.3 are hopeless from the start.
     study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=9, name="prune",
-                      prune="asha", min_resource=2)
+                      prune="asha", min_resource=2, mode="explore")  # pruned as they go (tune: in rounds)
     report = study.run(Sequential())
     trials = _trials(store, "prune")
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
@@ -192,7 +192,8 @@ def test_tune_spends_what_pruning_saved_on_tpe_trials_and_reports_both_phases(st
     trials = _trials(store, "tune")
     explore = [t for t in trials if "point" in t.user_attrs]
     exploit = [t for t in trials if t.user_attrs.get("phase") == "exploit"]
-    assert [t.user_attrs["point"] for t in explore] == list(range(explore_points(10))) and exploit
+    first_round = [t.user_attrs["point"] for t in explore if t.user_attrs["round"] == 0]
+    assert first_round == list(range(explore_points(10))) and exploit
     assert min(t.number for t in exploit) > max(t.number for t in explore)   # exploitation comes after
     per_trial = trials[0].user_attrs["total_steps"]
     budget = 10 * per_trial
@@ -205,6 +206,38 @@ def test_tune_spends_what_pruning_saved_on_tpe_trials_and_reports_both_phases(st
     # importance (H1) is judged on the even exploration only; the best trial may come from either phase
     best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number))
     assert report.meta["best"]["trial"] == best.number
+
+
+def test_tune_explores_in_rounds_that_each_keep_the_best_third(store, synth_path):
+    """H2/H4: every point trains to the first rung; the best third of them, judged together once
+    the round has ended, train again to the next rung; the best of those trains to its end.
+    Only then do TPE trials start. 12-step trials, rungs at 2 and 6."""
+    from danlu.tuning.halving import value_at
+
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=10, name="rounds",
+                      prune="asha", min_resource=2)
+    report = study.run(Sequential())
+    trials = _trials(store, "rounds")
+    rounds = [[t for t in trials if t.user_attrs.get("round") == r] for r in range(3)]
+    assert [len(r) for r in rounds] == [explore_points(10), 3, 1]
+    assert all(t.state == TrialState.PRUNED and t.user_attrs["steps"] == 2 for t in rounds[0])
+    assert all(t.state == TrialState.PRUNED and t.user_attrs["steps"] == 6 for t in rounds[1])
+    assert rounds[2][0].state == TrialState.COMPLETE and rounds[2][0].user_attrs["steps"] == 12
+    # each round kept the best third of the one before, judged at that round's rung
+    best3 = sorted(rounds[0], key=lambda t: value_at(t, 2))[:3]
+    assert sorted(t.user_attrs["point"] for t in rounds[1]) == sorted(t.user_attrs["point"] for t in best3)
+    best1 = min(rounds[1], key=lambda t: value_at(t, 6))
+    assert rounds[2][0].user_attrs["point"] == best1.user_attrs["point"]
+    assert rounds[2][0].params == best1.params
+    # the point closest to the optimum a = 0.3 is the one that trained to its end
+    assert rounds[2][0].user_attrs["point"] == min(rounds[0], key=lambda t: abs(t.params["a"] - 0.3)).user_attrs["point"]
+    exploit = [t for t in trials if t.user_attrs.get("phase") == "exploit"]
+    assert exploit and min(t.number for t in exploit) > rounds[2][0].number
+    # the table says which screened trials went on
+    table = next(t for t in report.tables if "outcome" in t.columns)
+    outcomes = {row[1]: row[2] for row in table.rows}
+    assert {outcomes[t.user_attrs["promoted_from"]] for t in rounds[1] + rounds[2]} == {"promoted"}
+    assert report.finding("H4").evidence["went_on"] == 4 and "went on" in report.finding("H4").summary
 
 
 def test_tune_without_pruning_has_nothing_left_to_exploit(store, synth_path):

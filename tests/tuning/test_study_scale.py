@@ -99,6 +99,26 @@ def test_workers_give_the_same_trials_as_a_sequential_run(tmp_path, synth_path):
 
 
 @pytest.mark.slow
+def test_workers_run_the_same_rounds_of_exploration_as_a_sequential_run(tmp_path, synth_path):
+    """Tune mode's rounds (danlu.tuning.halving) with 2 worker processes: the workers wait between
+    rounds while the coordinator queues the next one; the rounds are those of a sequential run."""
+    from danlu.store import open_store
+
+    results = []
+    for workers, executor in ((1, Sequential()), (2, LocalProcesses())):
+        store = open_store(tmp_path / f"store{workers}")
+        study = new_study(store, str(synth_path), ["a=0..1", "b=0..1"], fixed={"epochs": "3"}, trials=10,
+                          name="rounds", min_resource=2, seed=3)
+        study.run(executor, workers)
+        trials = _stage(store, "rounds")
+        results.append(sorted((t.user_attrs["round"], t.user_attrs["point"], t.state.name, t.params, t.value,
+                               t.user_attrs["steps"]) for t in trials if "round" in t.user_attrs))
+        assert [t for t in trials if t.user_attrs.get("phase") == "exploit"]
+    assert results[0] == results[1]
+    assert [sum(1 for r in results[0] if r[0] == k) for k in range(3)] == [8, 3, 1]
+
+
+@pytest.mark.slow
 def test_exploit_narrows_the_exploration_and_seeds_tpe(store, synth_path):
     explore = new_study(store, str(synth_path), ["a=0..1", "b=0..1"], trials=8, name="wide", prune="none")
     explore.run(Sequential())

@@ -123,8 +123,8 @@ def comparable(trials: Sequence[Any], min_complete: int) -> Comparable:
                 and math.isfinite(t.value) and "seeded_from" not in t.user_attrs]
     if len(complete) >= min_complete:
         return Comparable([Point(t.number, dict(t.params), float(t.value)) for t in complete], "final")
-    live = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values
-            and "seeded_from" not in t.user_attrs]
+    live = _one_per_point([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                           and t.intermediate_values and "seeded_from" not in t.user_attrs])
     if not live:
         return Comparable([Point(t.number, dict(t.params), float(t.value)) for t in complete], "final")
     steps = sorted({s for t in live for s in t.intermediate_values})
@@ -139,6 +139,17 @@ def comparable(trials: Sequence[Any], min_complete: int) -> Comparable:
     if len(points) <= len(complete):
         return Comparable([Point(t.number, dict(t.params), float(t.value)) for t in complete], "final")
     return Comparable(points, "step", chosen)
+
+
+def _one_per_point(trials: Sequence[Any]) -> list[Any]:
+    """A point trained more than once (the rounds of a tune study's exploration) counts once, by
+    the trial that trained it furthest: the same point twice would weigh double."""
+    furthest: dict[Any, Any] = {}
+    for t in trials:
+        key = t.user_attrs.get("point", ("trial", t.number))
+        if key not in furthest or max(t.intermediate_values) > max(furthest[key].intermediate_values):
+            furthest[key] = t
+    return sorted(furthest.values(), key=lambda t: t.number)
 
 
 def relative_spread(values: Sequence[float]) -> float:

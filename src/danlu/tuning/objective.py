@@ -7,16 +7,17 @@ tag ``study:<name>``). A callback watches the engine's own events:
 - every training step: a NaN/Inf loss stops the trial at once (outcome ``nan``), and a
   training loss that diverges (danlu.curves.divergence, the definition the curve reader
   uses) stops it as ``diverged``;
-- the first validation probe (``recipe.probe_every`` steps, logged as ``val/probe_loss``)
-  at or after each rung, and the last: the probe loss is reported to Optuna
-  (``trial.report``) so that pruning and the user's curves see the same numbers (T1), and
-  from ``min_resource`` steps on the pruner decides (H4: stop the hopeless early, but not
-  before the stated minimum). A trial that reaches its last step is complete.
+- the first validation probe (``recipe.probe_every`` steps) at or after each rung
+  (`spec.rung_steps`), and the last: the trial's best validation loss so far is reported to
+  Optuna (``trial.report``), and the pruning rule decides (H4: stop the hopeless early, but
+  not before the stated minimum). A trial that reaches its last step is complete. A trial of
+  a tune study's exploration rounds is not judged as it goes: it stops at its round's rung
+  (user attr ``stop_at``), and the round is judged when it has ended (danlu.tuning.halving).
 
 Pruning is made order-independent so that ``--workers N`` gives the same trials as a
-sequential run (`OrderedPruning`): trial k is judged by Optuna's pruner against trials
-0..k-1 only, and at a rung it first waits until those have passed the rung (or ended),
-exactly what a sequential run would have seen.
+sequential run (`OrderedPruning`): trial k is judged against trials 0..k-1 only, and at a
+rung it first waits until those have passed the rung (or ended), exactly what a sequential
+run would have seen.
 
 The objective is the trial run's best whole-set validation loss (T3, C3); lower is better.
 """
@@ -32,7 +33,8 @@ from typing import Any
 
 from danlu.curves.divergence import Tripwire
 from danlu.events import Callback
-from danlu.tuning.spec import StudySpec, build_recipe
+from danlu.tuning.halving import QUEUE_ATTRS, value_at
+from danlu.tuning.spec import StudySpec, build_recipe, rung_steps
 from danlu.tuning.storage import (
     HEARTBEAT_EVERY,
     load_optuna_study,
@@ -42,7 +44,7 @@ from danlu.tuning.storage import (
     trial_is_dead,
 )
 
-__all__ = ["WorkerJob", "run_worker", "run_trial", "TrialCallback", "OrderedPruning",
+__all__ = ["WorkerJob", "run_worker", "run_trial", "TrialCallback", "OrderedPruning", "Every",
            "make_pruner", "min_trials_per_rung"]
 
 #: Longest a trial waits for lower-numbered trials to pass a rung before judging alone.
@@ -64,7 +66,8 @@ class WorkerJob:
 
 # ------------------------------------------------------------------ pruning
 def make_pruner(spec: StudySpec, stage: dict[str, Any]):
-    """Optuna's pruner for a stage: SuccessiveHalving (asha), Hyperband, or none."""
+    """Optuna's pruner for a stage: SuccessiveHalving (asha: the kind; `OrderedPruning` applies
+    the rule itself), Hyperband (its brackets decide first), or none."""
     import optuna
 
     m = int(stage.get("min_resource") or spec.min_resource or 1)
@@ -105,47 +108,36 @@ class _PastOnlyStorage:
 
 
 class OrderedPruning:
-    """Asks Optuna's pruner about trial k as a sequential run would: against trials < k,
-    after they have passed the same rung. Rungs are at min_resource * factor**j steps."""
+    """Asks about trial k as a sequential run would: against trials < k, after they have
+    passed the same rung (the rungs are `spec.rung_steps`, placed by the trial's callback)."""
 
     def __init__(self, study, pruner, min_resource: int, factor: int) -> None:
         self.study, self.pruner = study, pruner
         self.min_resource, self.factor = max(1, min_resource), factor
-        self.last_checked = 0
 
-    def _rung_crossed(self, step: int) -> int | None:
-        """The highest rung step in (last_checked, step], or None."""
-        crossed, r = None, self.min_resource
-        while r <= step:
-            if r > self.last_checked:
-                crossed = r
-            r *= self.factor
-        return crossed
-
-    def should_prune(self, trial, step: int) -> bool:
+    def should_prune(self, trial, rung: int) -> bool:
+        """Whether the trial, which just reported its value at `rung`, stops there."""
         import optuna
         from optuna.trial import TrialState
 
-        rung = self._rung_crossed(step)
-        if rung is None:
-            return False
         self._wait_for_lower_trials(trial.number, rung)
-        view = optuna.Study(study_name=self.study.study_name,
-                            storage=_PastOnlyStorage(self.study._storage, trial.number),
-                            sampler=self.study.sampler, pruner=self.pruner)
         frozen = self.study._storage.get_trial(trial._trial_id)
         assert frozen.state == TrialState.RUNNING
-        decision = bool(self.pruner.prune(view, frozen))  # also records this trial's value at the rung
+        decision = True
+        if not isinstance(self.pruner, optuna.pruners.SuccessiveHalvingPruner):  # Hyperband: its brackets first
+            view = optuna.Study(study_name=self.study.study_name,
+                                storage=_PastOnlyStorage(self.study._storage, trial.number),
+                                sampler=self.study.sampler, pruner=self.pruner)
+            decision = bool(self.pruner.prune(view, frozen))
         if decision:
-            earlier = self.values_at(trial.number, rung)
+            earlier = self.values_at(trial.number, rung, frozen.user_attrs.get("point"))
             if len(earlier) < self.min_trials:
                 decision = False  # too few earlier trials at this rung to call this one worse than most
             else:  # kept when among the best ceil(n / factor) of the n trials at the rung, itself included
                 mine = frozen.intermediate_values[max(frozen.intermediate_values)]
                 keep = math.ceil((len(earlier) + 1) / self.factor)
                 decision = sum(1 for v in earlier if v < mine) >= keep
-        self.study._storage.set_trial_user_attr(trial._trial_id, "checked_step", step)
-        self.last_checked = step
+        self.study._storage.set_trial_user_attr(trial._trial_id, "checked_step", rung)
         return decision
 
     @property
@@ -153,15 +145,17 @@ class OrderedPruning:
         """Earlier trials that must have reached a rung before it may prune (MIN_TRIALS_PER_RUNG)."""
         return min_trials_per_rung(self.factor)
 
-    def values_at(self, number: int, rung: int) -> list[float]:
+    def values_at(self, number: int, rung: int, point: Any = None) -> list[float]:
         """The values that trials numbered below `number` reported at rung `rung` (their first report
-        at or after it)."""
-        out = []
+        at or after it), one per point: a point trained again (a round of successive halving, a
+        re-queued trial) counts once, and never against itself."""
+        out: dict[Any, float] = {}
         for t in self.study._storage.get_all_trials(self.study._study_id, deepcopy=False):
-            steps = [s for s in t.intermediate_values if s >= rung]
-            if t.number < number and steps:
-                out.append(t.intermediate_values[min(steps)])
-        return out
+            value = value_at(t, rung) if t.number < number else None
+            key = t.user_attrs.get("point", ("trial", t.number))
+            if value is not None and (point is None or key != point):
+                out.setdefault(key, value)
+        return list(out.values())
 
     def _wait_for_lower_trials(self, number: int, rung: int) -> None:
         from optuna.trial import TrialState
@@ -184,9 +178,11 @@ class OrderedPruning:
 class TrialCallback(Callback):
     """Engine callback: NaN/divergence stops, reports to Optuna, pruning (see module doc)."""
 
-    def __init__(self, trial, pruning: OrderedPruning | None, min_resource: int, pruner_name: str) -> None:
+    def __init__(self, trial, pruning: OrderedPruning | None, min_resource: int, pruner_name: str,
+                 stop_at: int | None = None) -> None:
         self.trial = trial
         self.pruning = pruning
+        self.stop_at = stop_at  # a round of successive halving ends here (danlu.tuning.halving)
         self.min_resource = min_resource
         self.pruner_name = pruner_name
         self.outcome = "complete"
@@ -198,16 +194,16 @@ class TrialCallback(Callback):
         self.seen_step = -1
         self.factor = pruning.factor if pruning is not None else 3
         self.last_reported = 0
+        self.reported: float | None = None  # the value last told to Optuna
+        self._rungs: tuple[int, list[int]] | None = None
 
-    def _crosses_rung(self, step: int) -> bool:
-        """Whether a rung (min_resource * factor**j) lies in (last reported step, step]. Optuna is told
-        the probe loss there only: each report is a write to a storage many workers share."""
-        r = max(1, self.min_resource)
-        while r <= step:
-            if r > self.last_reported:
-                return True
-            r *= self.factor
-        return False
+    def _rung_crossed(self, step: int, total_steps: int) -> int | None:
+        """The highest rung (`spec.rung_steps`) in (last reported step, step], or None. Optuna is told
+        the validation loss there only: each report is a write to a storage many workers share."""
+        if self._rungs is None or self._rungs[0] != total_steps:
+            self._rungs = (total_steps, rung_steps(self.min_resource, self.factor, total_steps))
+        crossed = [r for r in self._rungs[1] if self.last_reported < r <= step]
+        return crossed[-1] if crossed else None
 
     def _stop(self, state, outcome: str, reason: str, status: str) -> None:
         self.outcome, self.reason = outcome, reason
@@ -239,7 +235,8 @@ class TrialCallback(Callback):
             self._stop(state, "nan", f"validation probe loss is {value} at step {step}: trial stopped at once", "failed")
             return
         self.last_probe = value
-        if step >= state.total_steps or self._crosses_rung(step):
+        rung = self._rung_crossed(step, state.total_steps)
+        if step >= state.total_steps or rung is not None:
             # what pruning and TPE read: the trial's best validation loss so far on the validation set (a
             # fixed part of it when large), the number a complete trial is scored by; one probe batch is
             # too noisy to rank trials with (on a 90-sample set it ranked overfitting trials first)
@@ -249,10 +246,15 @@ class TrialCallback(Callback):
                            "failed")
                 return
             self.trial.report(value, step)
-            self.last_reported = step
+            self.last_reported, self.reported = step, value
         if step >= state.total_steps:  # its whole budget is paid: the trial is complete, never thrown away
             return
-        if self.pruning is not None and step >= self.min_resource and self.pruning.should_prune(self.trial, step):
+        if self.stop_at is not None and step >= self.stop_at:
+            self._stop(state, "pruned",
+                       f"its round of successive halving ends at step {step} (best validation loss {value:.4g}); "
+                       "the best third of the round's points train on to the next rung", "stopped")
+            return
+        if self.pruning is not None and rung is not None and self.pruning.should_prune(self.trial, rung):
             self._stop(state, "pruned",
                        f"pruned by {self.pruner_name} at step {step}: best validation loss {value:.4g} is not among the best "
                        f"1/{self.pruning.factor} of the trials at this rung (minimum resource {self.min_resource} steps)",
@@ -297,29 +299,41 @@ def rung_val_loss(state) -> float:
 
 
 # ------------------------------------------------------------------ one trial
-class _Heartbeat:
-    """Writes time.time() into the trial every HEARTBEAT_EVERY seconds while it runs."""
+class Every:
+    """In a daemon thread, calls `tick()` every `seconds` while the block runs, until it returns
+    False (the trial's heartbeat; a coordinator's look at the exploration rounds)."""
 
-    def __init__(self, storage, trial_id: int) -> None:
-        self.storage, self.trial_id = storage, trial_id
+    def __init__(self, seconds: float, tick, name: str) -> None:
+        self.seconds, self.tick = seconds, tick
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="danlu-trial-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def _loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY):
-            try:
-                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-            except Exception:  # the trial was finished or taken over: nothing to keep alive
+        while not self._stop.wait(self.seconds):
+            if self.tick() is False:
                 return
 
-    def __enter__(self):
-        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+    def __enter__(self) -> Every:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=10)
+
+
+def _heartbeat(storage, trial_id: int) -> Every:
+    """Writes time.time() into the trial every HEARTBEAT_EVERY seconds while it runs."""
+
+    def beat() -> bool:
+        try:
+            storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+            return True
+        except Exception:  # the trial was finished or taken over: nothing to keep alive
+            return False
+
+    beat()
+    return Every(HEARTBEAT_EVERY, beat, "danlu-trial-heartbeat")
 
 
 def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, space, store,
@@ -337,14 +351,14 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
     params = {p.name: p.suggest(trial) for p in space}
     min_resource = int(stage.get("min_resource") or 0)
     pruning = None
-    if spec.prune != "none":
+    if spec.prune != "none" and "round" not in trial.user_attrs:  # rounds are judged together, when they end
         pruning = OrderedPruning(study, pruner, min_resource, spec.reduction_factor)
-    callback = TrialCallback(trial, pruning, min_resource, spec.prune)
+    callback = TrialCallback(trial, pruning, min_resource, spec.prune, stop_at=trial.user_attrs.get("stop_at"))
     index = int(stage.get("index", 0))
     name = f"{spec.name}.s{index + 1}.t{trial.number}"
     started = time.time()
     result, error = None, None
-    with _Heartbeat(storage, trial._trial_id):
+    with _heartbeat(storage, trial._trial_id):
         try:
             recipe = build_recipe(recipe_cls, spec.fixed, params)
             result = fit(
@@ -388,22 +402,25 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
         # Another process judged this worker dead and re-queued the point; keep its verdict.
         outcome, reason = "taken_over", f"trial was re-queued by another process ({exc})"
     if outcome == "interrupted":
-        study.enqueue_trial(params, user_attrs={"point": trial.user_attrs.get("point"),
-                                                "requeue_of": trial.number}, skip_if_exists=False)
+        attrs = {k: v for k, v in trial.user_attrs.items() if k in QUEUE_ATTRS}
+        study.enqueue_trial(params, user_attrs={**attrs, "requeue_of": trial.number}, skip_if_exists=False)
     record.update(outcome=outcome, reason=reason, value=value)
     if console is not None:
-        _print_trial(console, spec, record)
+        screened = outcome == "pruned" and callback.stop_at is not None  # a round of the exploration
+        _print_trial(console, record, "screened" if screened else outcome,
+                     callback.reported if outcome == "pruned" else value)
     return record
 
 
-def _print_trial(console, spec: StudySpec, record: dict[str, Any]) -> None:
+def _print_trial(console, record: dict[str, Any], outcome: str, value: float | None) -> None:
+    """One line per trial: its outcome, its validation loss (where a stopped trial stopped), steps, point."""
     from danlu.console import STATUS_STYLE, escape
 
-    style = {"complete": STATUS_STYLE["finished"], "pruned": STATUS_STYLE["stopped"]}.get(
-        record["outcome"], STATUS_STYLE["failed"])
-    value = f"{record['value']:.4f}" if record.get("value") is not None else "-"
+    style = {"complete": STATUS_STYLE["finished"], "pruned": STATUS_STYLE["stopped"],
+             "screened": STATUS_STYLE["stopped"]}.get(outcome, STATUS_STYLE["failed"])
+    shown = f"{value:.4f}" if value is not None else "-"
     params = " ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
-    console.print(f"  trial {record['number']:>3} [{style}]{record['outcome']:<9}[/] val loss {value:>8} "
+    console.print(f"  trial {record['number']:>3} [{style}]{outcome:<9}[/] val loss {shown:>8} "
                   f"steps {record['steps']:>5}  {escape(params)}")
 
 
@@ -459,6 +476,8 @@ def next_trial(study, stage: dict[str, Any]):
     if trial is not None:
         return trial
     if stage.get("step_budget"):
+        if between_rounds(study, stage):
+            return None
         per_trial = int(stage.get("budget_steps") or 1)
         # a new trial must be able to reach its first rung (pruning) or its end (no pruning)
         needs = int(stage.get("min_resource") or per_trial) if stage.get("prunes", True) else per_trial
@@ -474,6 +493,26 @@ def next_trial(study, stage: dict[str, Any]):
     if counted_trials(study) - seeded >= int(stage.get("target", 0)):
         return None
     return study.ask()
+
+
+def between_rounds(study, stage: dict[str, Any]) -> bool:
+    """Whether the stage's exploration is in rounds that are not all queued yet (its coordinator
+    queues each next round, then opens the TPE phase: danlu.tuning.halving)."""
+    return bool(stage.get("rounds")) and not study.user_attrs.get("explored")
+
+
+def _wait_for_next_round(study, stage: dict[str, Any]) -> bool:
+    """Wait until the coordinator queued the next round or opened the TPE phase; False when it
+    did not within RUNG_WAIT_LIMIT seconds (it died: a worker then leaves)."""
+    from optuna.trial import TrialState
+
+    deadline, delay = time.time() + RUNG_WAIT_LIMIT, 0.02
+    while time.time() < deadline:
+        if not between_rounds(study, stage) or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return True
+        time.sleep(delay)
+        delay = min(0.5, delay * 1.5)
+    return False
 
 
 def stage_sampler(spec: StudySpec, stage: dict[str, Any]):
@@ -524,6 +563,8 @@ def run_worker(job: WorkerJob) -> int:
     with reusing_sections():  # one worker, one checkout, one environment: asked once, not per trial
         while True:
             trial = next_trial(study, stage_attrs)
+            if trial is None and between_rounds(study, stage_attrs) and _wait_for_next_round(study, stage_attrs):
+                continue
             if trial is None:
                 break
             record = run_trial(study, trial, spec, stage_attrs, recipe_cls, space, store, pruner, console)

@@ -108,10 +108,12 @@ def pruning_plan(spec: StudySpec, min_resource: int, steps: int) -> str:
 
 
 def rung_steps(min_resource: int, factor: int, steps: int) -> list[int]:
-    """The steps at which a trial of `steps` steps may be pruned: min_resource * factor**j
-    below its last step. The top rung is the full trial: reaching it completes the trial."""
+    """The steps at which a trial of `steps` steps may be pruned: min_resource * factor**j,
+    where stopping still saves at least 1/factor of the trial (a rung at step 90 of 92 would
+    throw away a trial that was all but paid for). The top rung is the full trial: reaching
+    it completes the trial."""
     rungs, r = [], max(1, min_resource)
-    while r < steps:
+    while r * factor <= steps * (factor - 1):
         rungs.append(r)
         r *= factor
     return rungs
@@ -137,6 +139,8 @@ def prepare_spec(spec: StudySpec, recipe_cls) -> StudySpec:
     spec.probe_every = max(1, int(recipe.probe_every))
     if not spec.min_resource:
         ninth = spec.budget_steps / spec.reduction_factor ** 2
-        spec.min_resource = max(spec.probe_every, int(math.ceil(ninth / spec.probe_every)) * spec.probe_every)
+        # the nearest whole probe interval (a rung is judged at a probe): rounding up moved the first
+        # rung of a 92-step trial probed every 10 steps from B/9 to B/4.6
+        spec.min_resource = max(spec.probe_every, int(round(ninth / spec.probe_every)) * spec.probe_every)
     spec.storage = spec.storage or ""
     return spec

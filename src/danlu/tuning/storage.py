@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from danlu.store.base import redact_credentials
+from danlu.tuning.halving import QUEUE_ATTRS
 from danlu.tuning.space import Space
 from danlu.tuning.spec import StudyError, StudySpec
 
@@ -190,7 +191,7 @@ def requeue_stale(study, stale_after: float = TRIAL_STALE_AFTER) -> list[int]:
             continue
         params = t.system_attrs.get("fixed_params") or dict(t.params)
         if params:  # a model-based trial that died before sampling is simply asked again
-            attrs = {k: v for k, v in t.user_attrs.items() if k in ("point", "from_trial")}
+            attrs = {k: v for k, v in t.user_attrs.items() if k in QUEUE_ATTRS}
             attrs["requeue_of"] = t.number
             study.enqueue_trial(dict(params), user_attrs=attrs, skip_if_exists=False)
         requeued.append(t.number)

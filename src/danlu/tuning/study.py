@@ -13,14 +13,15 @@ A study is stored twice, each part where it belongs:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from typing import Any
 
-from danlu.tuning.objective import WorkerJob
+from danlu.tuning.objective import Every, WorkerJob
 from danlu.tuning.space import parse_vary
-from danlu.tuning.spec import StudyError, StudySpec, prepare_spec, pruning_plan
+from danlu.tuning.spec import StudyError, StudySpec, prepare_spec, pruning_plan, rung_steps
 from danlu.tuning.storage import (
     default_storage_url,
     load_optuna_study,
@@ -154,11 +155,16 @@ class Study:
         space = spec.space(recipe_cls)
         if index == 0 and spec.mode in ("explore", "tune"):
             points = spec.trials if spec.mode == "explore" else explore_points(spec.trials)
+            rungs = rung_steps(plan.min_resource, spec.reduction_factor, plan.budget_steps)
+            halving = spec.mode == "tune" and spec.prune == "asha" and bool(rungs)
             for i, point in enumerate(qmc_points(space, points, spec.seed)):
-                if i not in have:
-                    study.enqueue_trial(point, user_attrs={"point": i}, skip_if_exists=False)
+                if i not in have:  # in rounds of successive halving (danlu.tuning.halving), or pruned as they go
+                    attrs = {"point": i, "round": 0, "stop_at": rungs[0]} if halving else {"point": i}
+                    study.enqueue_trial(point, user_attrs=attrs, skip_if_exists=False)
             if spec.mode == "tune":  # then TPE, on what pruning saved, until trials x steps are spent (H2)
                 stage.update(step_budget=spec.trials * plan.budget_steps, prunes=spec.prune != "none")
+            if halving:
+                stage.update(rounds=rungs)
         elif index == 0:  # exploit: narrowed space, seeded with the exploration's trials
             dists = space.distributions()
             stage.update(queue=False, target=spec.trials, startup=max(0, 5 - len(spec.seeded_trials)))
@@ -219,14 +225,35 @@ class Study:
             requeued = requeue_stale(study)
             if requeued:
                 say(f"  re-queued trials {', '.join(map(str, requeued))}: their worker died")
-            executor.run(job, workers)
+            with _round_keeper(self, study):  # the workers wait between rounds; this process starts the next
+                executor.run(job, workers)
             states = {t.state for t in study.get_trials(deepcopy=False)}
             if TrialState.WAITING in states:
                 continue
             if TrialState.RUNNING in states:  # other workers (danlu study worker) still busy
                 time.sleep(2.0)
                 continue
+            if self.next_round(study):
+                continue
             return
+
+    def next_round(self, study) -> bool:
+        """Successive halving over a tune study's exploration (danlu.tuning.halving): when a
+        round has ended, queue its best third for the next one; once the last is queued, open
+        the TPE phase. Only the coordinating process calls this (no two processes promote the
+        same round). Returns whether it queued or opened anything."""
+        from danlu.tuning.halving import next_round
+
+        rungs = study.user_attrs.get("danlu_stage", {}).get("rounds")
+        if not rungs or study.user_attrs.get("explored"):
+            return False
+        todo = next_round(study.get_trials(deepcopy=False), rungs, self.spec.reduction_factor)
+        if todo is None:
+            study.set_user_attr("explored", True)
+            return True
+        for params, attrs in todo:
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+        return bool(todo)
 
     def _announce(self, index: int, study, workers: int, say) -> None:
         from danlu.tuning.stages import estimate_stage_seconds
@@ -239,6 +266,11 @@ class Study:
         scale = ("full scale" if fraction >= 1 else f"{fraction:g} of the training data" if spec.stage_on == "data"
                  else f"{fraction:g} of the step budget")
         line = f"stage {index + 1}/{len(spec.stages)}: {n} trials at {scale}"
+        if stage.get("rounds"):
+            points = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("round") == 0)
+            later = "".join(f", the best third on to {r}" for r in stage["rounds"][1:])
+            line = (f"stage {index + 1}/{len(spec.stages)}: {points} points at {scale} in rounds (all to step "
+                    f"{stage['rounds'][0]}{later}, the best third on to the end)")
         if stage.get("step_budget"):
             line += f", then TPE until {stage['step_budget']} steps are spent"
         if index > 0:
@@ -259,6 +291,27 @@ class Study:
         from danlu.tuning.summary import study_report
 
         return study_report(self, recipe_cls)
+
+
+def _round_keeper(study: Study, optuna_study) -> Every | contextlib.nullcontext:
+    """While the workers run, queue each round of the exploration as soon as the previous one
+    has ended (every ROUND_POLL seconds), so that workers wait between rounds instead of
+    exiting and being started again."""
+    if not optuna_study.user_attrs.get("danlu_stage", {}).get("rounds"):
+        return contextlib.nullcontext()
+
+    def look() -> bool:
+        try:
+            study.next_round(optuna_study)
+            return not optuna_study.user_attrs.get("explored")
+        except Exception:  # a storage hiccup: the next look (or the coordinator after the workers) retries
+            return True
+
+    return Every(ROUND_POLL, look, "danlu-study-rounds")
+
+
+#: Seconds between the coordinator's looks at whether an exploration round has ended.
+ROUND_POLL = 0.1
 
 
 def promote_from(previous, keep: float) -> list:

@@ -49,10 +49,11 @@ def trial_rows(stage_trials: Sequence[Sequence[Any]], space: Space) -> tuple[lis
     columns = ["stage", "trial", "outcome", "val loss", "steps", *space.names, "run"]
     rows = []
     for index, trials in enumerate(stage_trials):
+        promoted = {t.user_attrs.get("promoted_from") for t in trials}  # rounds of successive halving
         for t in trials:
             if "seeded_from" in t.user_attrs:
                 continue
-            outcome = t.user_attrs.get("outcome") or t.state.name.lower()
+            outcome = "promoted" if t.number in promoted else t.user_attrs.get("outcome") or t.state.name.lower()
             value = t.value if t.value is not None and outcome == "complete" else None
             rows.append([index + 1, t.number, outcome, value if value is not None else "-",
                          t.user_attrs.get("steps", "-"),
@@ -161,11 +162,14 @@ def study_report(study, recipe_cls=None) -> Report:
     if spec.prune != "none":
         budget = sum(int(t.user_attrs.get("total_steps") or 0) for ts in stage_trials for t in ts)
         saved = 1 - steps_used / budget if budget else 0.0
+        went_on = sum(1 for ts in stage_trials for t in ts if "promoted_from" in t.user_attrs)
         findings.append(Finding(
             "H4", "pruning", "info",
-            f"{counts['pruned']} of {total} trials pruned by {spec.prune} after at least {spec.min_resource} steps; "
-            f"{steps_used} training steps used, {saved:.0%} fewer than running every trial to its end",
-            evidence={"pruned": counts["pruned"], "steps": steps_used, "budget": budget, "min_resource": spec.min_resource},
+            f"{counts['pruned']} of {total} trials pruned by {spec.prune} after at least {spec.min_resource} steps"
+            + (f" ({went_on} of them went on in the exploration's next round)" if went_on else "")
+            + f"; {steps_used} training steps used, {saved:.0%} fewer than running every trial to its end",
+            evidence={"pruned": counts["pruned"], "went_on": went_on, "steps": steps_used, "budget": budget,
+                      "min_resource": spec.min_resource},
         ))
     if spec.mode == "tune" and stage_trials:
         findings.append(_phases_finding(stage_trials[0], stages[0].user_attrs.get("danlu_stage", {})))

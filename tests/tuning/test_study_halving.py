@@ -1,0 +1,75 @@
+"""Rounds of successive halving over a tune study's exploration (H2, H4), on synthetic trials:
+who goes on, and that the same call after a crash completes a round without doubling it."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from danlu.tuning.halving import next_round
+
+RUNGS = [10, 30]
+DISTS = {"a": FloatDistribution(0, 1)}
+
+
+def _trial(number, point, round_, value=None, state=TrialState.PRUNED, rung=10):
+    attrs = {"point": point, "round": round_}
+    if round_ < len(RUNGS):
+        attrs["stop_at"] = RUNGS[round_]
+    values = {} if value is None else {rung: value}
+    t = create_trial(params={"a": point / 10}, distributions=DISTS, state=state, user_attrs=attrs,
+                     value=value if state == TrialState.COMPLETE else None, intermediate_values=values)
+    t.number = number
+    return t
+
+
+def test_the_best_third_of_a_round_goes_on_to_the_next_rung():
+    first = [_trial(i, i, 0, value) for i, value in enumerate([5, 1, 4, 2, 9, 3, 8, 7])]
+    todo = next_round(first, RUNGS, 3)
+    assert [attrs["point"] for _, attrs in todo] == [1, 3, 5]                  # ceil(8 / 3) = 3 best, best first
+    assert all(attrs == {"point": attrs["point"], "round": 1, "promoted_from": attrs["point"], "stop_at": 30}
+               for _, attrs in todo)
+    assert todo[0][0] == {"a": 0.1}
+
+
+def test_the_last_round_trains_to_the_end_and_then_the_rounds_are_over():
+    first = [_trial(i, i, 0, value) for i, value in enumerate([5, 1, 4, 2, 9, 3, 8, 7])]
+    second = [_trial(8 + k, p, 1, value, rung=30) for k, (p, value) in enumerate([(1, 0.9), (3, 0.5), (5, 0.7)])]
+    todo = next_round(first + second, RUNGS, 3)
+    assert todo == [({"a": 0.3}, {"point": 3, "round": 2, "promoted_from": 9})]  # no stop_at: to its end
+    final = _trial(11, 3, 2, 0.4, state=TrialState.RUNNING, rung=90)
+    assert next_round(first + second + [final], RUNGS, 3) is None               # queued: TPE may start beside it
+
+
+def test_a_round_of_one_goes_straight_to_the_end():
+    first = [_trial(0, 0, 0, 2.0), _trial(1, 1, 0, 1.0), _trial(2, 2, 0, 3.0)]
+    assert next_round(first, RUNGS, 3) == [({"a": 0.1}, {"point": 1, "round": 1, "promoted_from": 1})]
+
+
+def test_nothing_is_decided_while_a_round_runs():
+    first = [_trial(0, 0, 0, 2.0), _trial(1, 1, 0, 1.0), _trial(2, 2, 0, state=TrialState.RUNNING)]
+    assert next_round(first, RUNGS, 3) == []
+
+
+@pytest.mark.parametrize("state", [TrialState.FAIL, TrialState.COMPLETE])
+def test_failed_and_finished_trials_never_go_on_but_count_in_the_round(state):
+    """A NaN/diverged trial has nothing to promote; a trial whose last step came before its rung
+    ended complete. Either still counts in n, so the best third of the round is ceil(n / 3)."""
+    first = [_trial(0, 0, 0, 0.5, state=state), *[_trial(i, i, 0, float(i)) for i in range(1, 6)]]
+    todo = next_round(first, RUNGS, 3)
+    assert [attrs["point"] for _, attrs in todo] == [1, 2]
+
+
+def test_the_same_call_after_a_crash_completes_a_round_without_doubling_it():
+    first = [_trial(i, i, 0, value) for i, value in enumerate([5, 1, 4, 2, 9, 3, 8, 7])]
+    queued_before_crash = [_trial(8, 1, 1, state=TrialState.WAITING)]
+    todo = next_round(first + queued_before_crash, RUNGS, 3)
+    assert [attrs["point"] for _, attrs in todo] == [3, 5]
+
+
+def test_a_point_run_twice_in_a_round_counts_once():
+    """A trial re-queued after its worker died leaves a failed twin with the same point."""
+    first = [_trial(i, i, 0, float(i)) for i in range(6)]
+    twin = _trial(6, 0, 0, state=TrialState.FAIL)
+    assert [attrs["point"] for _, attrs in next_round(first + [twin], RUNGS, 3)] == [0, 1]
