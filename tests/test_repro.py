@@ -220,6 +220,18 @@ def test_capture_records_the_environment():
         assert env["gpus"] == []
 
 
+def test_the_package_list_is_read_again_once_a_package_is_installed(tmp_path, monkeypatch):
+    """E3: the list is kept between runs of one process only while sys.path's folders are unchanged."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = repro.capture(None, argv=[])["env"]["packages"]
+    assert repro.capture(None, argv=[])["env"]["packages"] == before
+    dist = tmp_path / "danlu_planted_pkg-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: danlu-planted-pkg\nVersion: 1.2.3\n")
+    after = repro.capture(None, argv=[])["env"]["packages"]
+    assert "danlu-planted-pkg==1.2.3" in after and set(before) < set(after)
+
+
 def test_a_failing_section_is_recorded_not_raised():
     class Broken(torch.utils.data.Dataset):
         def __len__(self):

@@ -73,3 +73,24 @@ def test_a_point_run_twice_in_a_round_counts_once():
     first = [_trial(i, i, 0, float(i)) for i in range(6)]
     twin = _trial(6, 0, 0, state=TrialState.FAIL)
     assert [attrs["point"] for _, attrs in next_round(first + [twin], RUNGS, 3)] == [0, 1]
+
+
+def test_a_round_trial_whose_worker_died_is_queued_again_in_its_round():
+    """`danlu study --resume`: the point goes back into the same round, to the same rung."""
+    import optuna
+
+    from danlu.tuning.objective import _pop_waiting
+    from danlu.tuning.storage import requeue_stale
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.enqueue_trial({"a": 0.4}, user_attrs={"point": 4, "round": 1, "stop_at": 30, "promoted_from": 2})
+    trial = _pop_waiting(study)
+    study._storage.set_trial_user_attr(trial._trial_id, "worker", {"pid": 2**22 + 7, "host": "elsewhere"})
+    study._storage.set_trial_user_attr(trial._trial_id, "heartbeat", 0.0)   # silent since 1970: dead
+    assert requeue_stale(study) == [trial.number]
+    again = study.get_trials(states=(TrialState.WAITING,))
+    assert len(again) == 1
+    kept = {k: again[0].user_attrs[k] for k in ("point", "round", "stop_at", "promoted_from")}
+    assert kept == {"point": 4, "round": 1, "stop_at": 30, "promoted_from": 2}
+    assert again[0].user_attrs["requeue_of"] == trial.number

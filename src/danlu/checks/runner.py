@@ -247,20 +247,28 @@ def _meta(recipe: Recipe, ctx: Context, checks: list[Check], started: float, lim
 
 
 class _Progress:
-    """Rich progress on stderr: the check being run, and bars for its long parts (no-op when off)."""
+    """Progress on stderr: the check being run, and bars for its long parts (no-op when off).
+
+    On a terminal a rich display; where stderr is not one (a CI log, a pipe, a notebook) a
+    redrawn bar would pile up as garbage or show nothing until the end, so it prints a plain
+    line when each check starts and, for a long part, one every PLAIN_EVERY seconds."""
 
     def __init__(self, enabled: bool, total: int) -> None:
         self.enabled = enabled
         self.total = total
         self.progress: Any = None
         self.task: Any = None
+        self.plain = False
+        self.started = 0
         self._parts: list[Any] = []
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from danlu.console import err_console
 
-            from danlu.console import err_console
+        if self.enabled and (not err_console.is_terminal or err_console.is_jupyter):
+            self.plain = True
+        elif self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24),
                                      MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
@@ -269,20 +277,44 @@ class _Progress:
             self.task = self.progress.add_task("", total=self.total)
         return self
 
+    def _say(self, text: str) -> None:
+        from danlu.console import err_console
+
+        err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def start(self, check: Check) -> None:
+        self.started += 1
+        stage = f"{STAGES.index(check.stage) + 1}/{len(STAGES)} {check.stage}"
+        if self.plain:
+            self._say(f"check {self.started}/{self.total} ({stage}): {check.id} {check.name}")
         if self.progress is not None:
             for part in self._parts:
                 self.progress.remove_task(part)
             self._parts.clear()
-            stage = f"{STAGES.index(check.stage) + 1}/{len(STAGES)} {check.stage}"
             self.progress.update(self.task, description=f"[dim]{stage}[/]  {check.id} {check.name}")
 
     def part(self, description: str, total: int) -> Advance:
+        if self.plain:
+            return self._plain_part(description, max(total, 1))
         if self.progress is None:
             return lambda n: None
         task = self.progress.add_task(f"  {description}", total=max(total, 1))
         self._parts.append(task)
         return lambda n: self.progress.advance(task, n)
+
+    def _plain_part(self, description: str, total: int) -> Advance:
+        from danlu.progress import PLAIN_EVERY
+
+        state = {"done": 0, "last": time.perf_counter()}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            now = time.perf_counter()
+            if now - state["last"] >= PLAIN_EVERY:
+                state["last"] = now
+                self._say(f"  {description}: {state['done']}/{total}")
+
+        return advance
 
     def advance(self) -> None:
         if self.progress is not None:

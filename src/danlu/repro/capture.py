@@ -315,8 +315,31 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+#: The last package list, with the sys.path folders (and their modification times) it was read from.
+_packages_seen: tuple[tuple[tuple[str, int], ...], list[str]] | None = None
+
+
 def _packages() -> list[str]:
-    """Installed distributions as sorted 'name==version' lines (first on sys.path wins)."""
+    """Installed distributions as sorted 'name==version' lines (first on sys.path wins).
+
+    Reading every distribution's metadata takes a tenth of a second, paid by every run of a
+    notebook or a study; the list is kept while no folder on sys.path changed (installing,
+    upgrading or removing a package writes into its folder, which changes its mtime)."""
+    global _packages_seen
+    key = tuple((p, _mtime(p)) for p in sys.path)
+    if _packages_seen is None or _packages_seen[0] != key:
+        _packages_seen = (key, _read_packages())
+    return list(_packages_seen[1])
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path or ".").st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _read_packages() -> list[str]:
     seen: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         try:

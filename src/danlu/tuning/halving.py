@@ -28,7 +28,7 @@ __all__ = ["QUEUE_ATTRS", "value_at", "next_round"]
 
 #: The user attributes that say which queued point a trial trains; a trial queued again
 #: (its worker died, Ctrl-C) keeps them.
-QUEUE_ATTRS = ("point", "from_trial", "round", "stop_at")
+QUEUE_ATTRS = ("point", "from_trial", "round", "stop_at", "promoted_from")
 
 
 def value_at(trial, rung: int) -> float | None:

@@ -143,9 +143,18 @@ def test_report_is_plain_json_with_meta():
     assert all(f["seconds"] >= 0 for f in data["findings"])
 
 
-def test_progress_bar_runs(capsys):
-    report = run_checks(_Tokens(), only="S1", progress=True)
+def test_progress_in_a_log_is_plain_lines_per_check_and_for_long_parts(capsys, monkeypatch):
+    """stderr is not a terminal here (a CI log, a pipe): a line when each check starts, and one
+    every PLAIN_EVERY seconds of a long part (0 here: every step), so a slow check shows it works."""
+    monkeypatch.setattr("danlu.progress.PLAIN_EVERY", 0.0)
+    report = run_checks(_Tokens(), only="S1,S2", progress=True)
     assert report.finding("S1").status == "pass"
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert any(line.startswith("check 1/") and "S1" in line for line in lines)
+    assert any(line.startswith("check 2/") and "S2" in line for line in lines)
+    assert any(line.strip().startswith("fitting") and "/400" in line for line in lines)
+    assert "\r" not in err and "\x1b[" not in err          # no redrawn bars, no escape codes
 
 
 def test_step_stage_quiet_on_clean_recipes():

@@ -106,7 +106,9 @@ def overfit(ctx, samples: int, max_steps: int, near_zero: float, seed: int, lr_s
     batch = ctx.batch(samples, seed=seed)
     result = OverfitResult(samples=batch_size_of(batch), lr=step.lr, lr_scale=lr_scale)
     need_acc = 1.0
+    advance = ctx.advance(f"fitting {batch_size_of(batch)} samples (lr x{lr_scale:g})", max_steps)
     for i in range(max_steps + 1):
+        advance(1)
         out = step.forward_backward(batch)
         value = scalar(out.loss)
         if not math.isfinite(value):
