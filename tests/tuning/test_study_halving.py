@@ -94,3 +94,20 @@ def test_a_round_trial_whose_worker_died_is_queued_again_in_its_round():
     kept = {k: again[0].user_attrs[k] for k in ("point", "round", "stop_at", "promoted_from")}
     assert kept == {"point": 4, "round": 1, "stop_at": 30, "promoted_from": 2}
     assert again[0].user_attrs["requeue_of"] == trial.number
+
+
+def test_a_worker_waiting_between_rounds_requeues_a_trial_whose_worker_died():
+    """Otherwise the round would never end and every worker would wait out its limit."""
+    import optuna
+
+    from danlu.tuning.objective import _pop_waiting, _wait_for_next_round
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.enqueue_trial({"a": 0.2}, user_attrs={"point": 2, "round": 0, "stop_at": 10})
+    lost = _pop_waiting(study)
+    study._storage.set_trial_user_attr(lost._trial_id, "worker", {"pid": 2**22 + 7, "host": "elsewhere"})
+    study._storage.set_trial_user_attr(lost._trial_id, "heartbeat", 0.0)
+    assert _wait_for_next_round(study, {"rounds": RUNGS}) is True
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs["point"] for t in waiting] == [2] and waiting[0].user_attrs["round"] == 0

@@ -503,11 +503,15 @@ def between_rounds(study, stage: dict[str, Any]) -> bool:
 
 def _wait_for_next_round(study, stage: dict[str, Any]) -> bool:
     """Wait until the coordinator queued the next round or opened the TPE phase; False when it
-    did not within RUNG_WAIT_LIMIT seconds (it died: a worker then leaves)."""
+    did not within RUNG_WAIT_LIMIT seconds (it died: a worker then leaves). A round whose trial
+    lost its worker (killed, out of memory) never ends: such trials are queued again here."""
     from optuna.trial import TrialState
 
-    deadline, delay = time.time() + RUNG_WAIT_LIMIT, 0.02
+    deadline, delay, look = time.time() + RUNG_WAIT_LIMIT, 0.02, 0.0
     while time.time() < deadline:
+        if time.time() >= look:
+            requeue_stale(study)
+            look = time.time() + HEARTBEAT_EVERY
         if not between_rounds(study, stage) or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return True
         time.sleep(delay)
