@@ -232,6 +232,23 @@ def test_the_package_list_is_read_again_once_a_package_is_installed(tmp_path, mo
     assert "danlu-planted-pkg==1.2.3" in after and set(before) < set(after)
 
 
+def test_package_names_come_from_the_metadata_headers_not_the_description(tmp_path, monkeypatch):
+    """E3: the fast header read takes Name and Version from the headers, wherever they stand among
+    them, and never from the long description after the first blank line."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    one = tmp_path / "danlu_headers-2.0.dist-info"
+    one.mkdir()
+    (one / "METADATA").write_text("Metadata-Version: 2.1\r\nName: danlu-headers\r\nVersion: 2.0\r\n\r\n"
+                                  "Name: not-this\nVersion: 9.9\n")
+    two = tmp_path / "danlu_late-0.1.dist-info"
+    two.mkdir()
+    (two / "METADATA").write_text("Metadata-Version: 2.1\nSummary: version comes last\nName: danlu-late\n"
+                                  "Version: 0.1\n")
+    packages = repro.capture(None, argv=[])["env"]["packages"]
+    assert "danlu-headers==2.0" in packages and "danlu-late==0.1" in packages
+    assert not any(p.startswith("not-this") for p in packages)
+
+
 def test_a_failing_section_is_recorded_not_raised():
     class Broken(torch.utils.data.Dataset):
         def __len__(self):

@@ -69,6 +69,9 @@ class Recipe:
     #: its own loss (a LightningModule's ``training_step``, a Hugging Face model given labels); None for
     #: an ordinary recipe. Checks that need the output and the target skip with this as the reason.
     loss_only: ClassVar[str | None] = None
+    #: Whether a study worker may hand one trial's data() result to the next trials that would load
+    #: the same (danlu.data_reuse); set False when data() reads files that change during a study.
+    reuse_data: ClassVar[bool] = True
 
     def __init__(self, **overrides: Any) -> None:
         fields = type(self).fields()

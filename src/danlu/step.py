@@ -242,11 +242,12 @@ def subset(dataset: Dataset, fraction: float, seed: int) -> Dataset:
 def prepare(recipe: Recipe, device: torch.device | str = "cpu", *, max_steps: int | None = None,
             data_fraction: float = 1.0, dist: Dist | None = None) -> Prepared:
     """Seed, then data(), loaders(), model(), optimizer and schedule, in that order."""
+    from danlu.data_reuse import load_data
     from danlu.recipe import check_data, check_model
     from danlu.repro import seed_everything
 
     seed_everything(recipe.seed)
-    train, val = check_data(recipe, recipe.data())
+    train, val = check_data(recipe, load_data(recipe))  # a study worker's trials share it (danlu.data_reuse)
     train = subset(train, data_fraction, recipe.seed)
     if not recipe.loss_only:   # the default loss and metrics need the task; a model's own loss does not
         recipe.resolve_task(train)

@@ -111,3 +111,38 @@ def test_a_worker_waiting_between_rounds_requeues_a_trial_whose_worker_died():
     assert _wait_for_next_round(study, {"rounds": RUNGS}) is True
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["point"] for t in waiting] == [2] and waiting[0].user_attrs["round"] == 0
+
+
+def test_a_worker_in_the_coordinators_process_starts_the_next_round_without_waiting_for_its_poll(
+        store, synth_path, monkeypatch):
+    """One worker (the default): the worker that finds a round ended nudges the coordinator's
+    look, so a round does not start up to a poll period late. With the poll at 10 minutes
+    the rounds could not happen otherwise before the worker gave up (RUNG_WAIT_LIMIT)."""
+    from danlu.tuning import objective
+    from danlu.tuning import study as study_module
+    from danlu.tuning.executors import Sequential
+    from danlu.tuning.study import new_study
+
+    monkeypatch.setattr(study_module, "ROUND_POLL", 600.0)
+    monkeypatch.setattr(objective, "RUNG_WAIT_LIMIT", 20.0)
+    waits, wait = [], objective._wait_for_next_round
+    monkeypatch.setattr(objective, "_wait_for_next_round", lambda *a: waits.append(wait(*a)) or waits[-1])
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=10, name="nudged",
+                      prune="asha", min_resource=2)
+    study.run(Sequential())
+    trials = study.optuna_study(0).get_trials(deepcopy=False)
+    assert {t.user_attrs.get("round") for t in trials} >= {0, 1, 2}
+    assert len(waits) >= 2 and all(waits)   # the worker waited for each round and never gave up
+    assert any(t.user_attrs.get("phase") == "exploit" for t in trials)
+    assert objective.round_keeper is None
+
+
+def test_a_nudge_ticks_at_once():
+    import threading
+
+    from danlu.tuning.objective import Every
+
+    ticked = threading.Event()
+    with Every(600.0, ticked.set, "test-nudge") as every:
+        every.nudge()
+        assert ticked.wait(10.0)

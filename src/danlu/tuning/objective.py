@@ -266,9 +266,10 @@ class TrialCallback(Callback):
         if state.stop_reason and state.stop_reason.startswith("interrupted"):
             return
         # A step budget that ends mid-epoch: score the model on the whole validation set (C3).
+        from danlu.data_reuse import load_data
         from danlu.engine import evaluate
 
-        _, val = state.recipe.data()
+        _, val = load_data(state.recipe, restore_rng=False)
         _, val_loader = state.recipe.loaders(val, val)
         self.final_val_loss, _ = evaluate(state.recipe, state.model, val_loader, state.device)
 
@@ -306,12 +307,19 @@ class Every:
     def __init__(self, seconds: float, tick, name: str) -> None:
         self.seconds, self.tick = seconds, tick
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.seconds):
-            if self.tick() is False:
+        while True:
+            self._wake.wait(self.seconds)
+            self._wake.clear()
+            if self._stop.is_set() or self.tick() is False:
                 return
+
+    def nudge(self) -> None:
+        """Tick now rather than at the end of the current wait."""
+        self._wake.set()
 
     def __enter__(self) -> Every:
         self._thread.start()
@@ -319,6 +327,7 @@ class Every:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=10)
 
 
@@ -501,13 +510,20 @@ def between_rounds(study, stage: dict[str, Any]) -> bool:
     return bool(stage.get("rounds")) and not study.user_attrs.get("explored")
 
 
+#: The coordinator's look at the exploration rounds (study._round_keeper) while it runs in this
+#: process, as with one worker: a worker that finds its round ended nudges it.
+round_keeper: Every | None = None
+
+
 def _wait_for_next_round(study, stage: dict[str, Any]) -> bool:
     """Wait until the coordinator queued the next round or opened the TPE phase; False when it
     did not within RUNG_WAIT_LIMIT seconds (it died: a worker then leaves). A round whose trial
     lost its worker (killed, out of memory) never ends: such trials are queued again here."""
     from optuna.trial import TrialState
 
-    deadline, delay, look = time.time() + RUNG_WAIT_LIMIT, 0.02, 0.0
+    if round_keeper is not None:  # the coordinator runs in this process: it looks now, not at its next poll
+        round_keeper.nudge()
+    deadline, delay, look = time.time() + RUNG_WAIT_LIMIT, 0.01, 0.0
     while time.time() < deadline:
         if time.time() >= look:
             requeue_stale(study)
@@ -540,6 +556,7 @@ def run_worker(job: WorkerJob) -> int:
     """
     import optuna
 
+    from danlu.data_reuse import reusing_data
     from danlu.recipe import load_recipe_class
     from danlu.repro.capture import reusing_sections
     from danlu.store import open_store
@@ -564,7 +581,8 @@ def run_worker(job: WorkerJob) -> int:
         console = err_console  # progress lines are messages: stdout stays clean for --json
     done = 0
     requeue_stale(study)
-    with reusing_sections():  # one worker, one checkout, one environment: asked once, not per trial
+    # one worker, one checkout, one environment, one data set: read once, not per trial
+    with reusing_sections(), reusing_data():
         while True:
             trial = next_trial(study, stage_attrs)
             if trial is None and between_rounds(study, stage_attrs) and _wait_for_next_round(study, stage_attrs):

@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from danlu.tuning.objective import Every, WorkerJob
@@ -293,12 +294,16 @@ class Study:
         return study_report(self, recipe_cls)
 
 
-def _round_keeper(study: Study, optuna_study) -> Every | contextlib.nullcontext:
+@contextlib.contextmanager
+def _round_keeper(study: Study, optuna_study) -> Iterator[None]:
     """While the workers run, queue each round of the exploration as soon as the previous one
-    has ended (every ROUND_POLL seconds), so that workers wait between rounds instead of
-    exiting and being started again."""
+    has ended (every ROUND_POLL seconds, or at once when a worker in this process finds it
+    ended), so that workers wait between rounds instead of exiting and being started again."""
+    from danlu.tuning import objective
+
     if not optuna_study.user_attrs.get("danlu_stage", {}).get("rounds"):
-        return contextlib.nullcontext()
+        yield
+        return
 
     def look() -> bool:
         try:
@@ -307,7 +312,12 @@ def _round_keeper(study: Study, optuna_study) -> Every | contextlib.nullcontext:
         except Exception:  # a storage hiccup: the next look (or the coordinator after the workers) retries
             return True
 
-    return Every(ROUND_POLL, look, "danlu-study-rounds")
+    with Every(ROUND_POLL, look, "danlu-study-rounds") as keeper:
+        objective.round_keeper = keeper
+        try:
+            yield
+        finally:
+            objective.round_keeper = None
 
 
 #: Seconds between the coordinator's looks at whether an exploration round has ended.
