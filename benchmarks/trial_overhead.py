@@ -4,7 +4,8 @@ Times, per trial, the breast-cancer MLP of benchmarks/study_efficiency.py (150 s
 
 - plain:        the plain loop an Optuna objective holds (no store, no record);
 - danlu trial:  danlu.fit as a study worker runs it (git and environment asked once per
-                worker, last.pt written once at the end);
+                worker, data() loaded once per worker, last.pt written once at the end);
+- (the same, with data() called for every trial, as before issue 16's data reuse);
 - danlu run:    danlu.fit as `danlu train` runs it (full record every time, last.pt every epoch).
 
     python benchmarks/trial_overhead.py --repeat 10
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import study_efficiency as bench  # noqa: E402
 
+from danlu.data_reuse import reusing_data  # noqa: E402
 from danlu.engine import fit  # noqa: E402
 from danlu.repro.capture import reusing_sections  # noqa: E402
 
@@ -51,8 +53,11 @@ def main(argv=None) -> int:
     fit(recipe, store=store, progress=False)              # warm-up: imports, first-call costs
     bench._plain_fit(task, PARAMS)
     rows = {"plain": _time(lambda: bench._plain_fit(task, PARAMS), args.repeat)}
-    with reusing_sections():
+    with reusing_sections(), reusing_data():
         rows["danlu trial"] = _time(lambda: fit(recipe, store=store, progress=False, resumable=False), args.repeat)
+    with reusing_sections():
+        rows["  data() each trial"] = _time(lambda: fit(recipe, store=store, progress=False, resumable=False),
+                                            args.repeat)
     rows["danlu run"] = _time(lambda: fit(recipe, store=store, progress=False), args.repeat)
     print(f"{'per trial (150 steps)':<22} {'median s':>9} {'min s':>7} {'x plain':>8}")
     base = statistics.median(rows["plain"])

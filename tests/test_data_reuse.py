@@ -46,14 +46,15 @@ def test_trials_that_differ_in_what_data_never_reads_share_one_load():
     assert len(CALLS) == 1 and a is b
 
 
-def test_a_value_data_reads_or_the_seed_loads_again_and_returning_to_it_reuses():
+def test_a_value_data_reads_or_the_seed_loads_again():
     with reusing_data():
         base = load_data(_fresh(n=40))
         assert load_data(Counted(n=60)) is not base and len(CALLS) == 2
-        assert load_data(Counted(n=40, seed=1)) is not base and len(CALLS) == 3
-        assert load_data(Counted(n=40)) is not base  # only the last two data sets are kept
-        assert len(CALLS) == 4
-        assert load_data(Counted(n=40, lr=0.5)) is not base and len(CALLS) == 4
+        back = load_data(Counted(n=40))   # one data set is kept: the one before was let go
+        assert back is not base and len(CALLS) == 3
+        assert load_data(Counted(n=40, seed=1)) is not back and len(CALLS) == 4
+        again = load_data(Counted(n=40, seed=1, lr=0.5))
+        assert len(CALLS) == 4 and again[0].tensors[0].shape == (20, 3)
 
 
 def test_outside_a_worker_data_is_loaded_every_time():

@@ -32,10 +32,6 @@ from torch.utils.data import IterableDataset
 
 __all__ = ["reusing_data", "load_data", "kept_fingerprint"]
 
-#: Data sets a worker keeps at once (a study varying a data hyperparameter cycles through a few).
-KEEP = 2
-
-
 @dataclass
 class _Entry:
     cls: type
@@ -46,7 +42,8 @@ class _Entry:
     fingerprint: Any = None    # the data's fingerprint (E1), taken by the first run that used it
 
 
-#: The worker's kept data sets, newest last; None outside `reusing_data()`.
+#: The worker's kept data set (one at most: a study never holds more data in memory than a
+#: trial did before); None outside `reusing_data()`.
 _kept: list[_Entry] | None = None
 
 
@@ -73,16 +70,15 @@ def load_data(recipe, *, restore_rng: bool = True) -> Any:
         return recipe.data()
     from danlu.repro.seeding import rng_state, set_rng_state
 
-    for entry in reversed(_kept):
+    for entry in _kept:
         if _matches(entry, recipe):
             if restore_rng:
                 set_rng_state(entry.rng)
             return entry.out
+    _kept.clear()  # let the old data go before the new is loaded
     reads, wrote, out = _watched(recipe)
-    if wrote or not _reusable(out):
-        return out
-    _kept.append(_Entry(type(recipe), int(recipe.seed), reads, out, rng_state()))
-    del _kept[:-KEEP]
+    if not wrote and _reusable(out):
+        _kept.append(_Entry(type(recipe), int(recipe.seed), reads, out, rng_state()))
     return out
 
 
