@@ -257,6 +257,42 @@ def _checkpoint(path: Path, state: FitState, epoch_start: dict, batch_in_epoch: 
     tmp.replace(path)  # atomic: a kill mid-save never leaves a truncated checkpoint
 
 
+def _last_checkpoint(store: Store, record) -> dict[str, Any]:
+    """The run's last.pt, loaded; a DanluError that says so when it has none."""
+    path = store.run_dir(record.id) / "checkpoints" / "last.pt"
+    if not path.exists():
+        from danlu.errors import DanluError
+
+        raise DanluError(
+            f"Run {record.name} ({record.id}) has no checkpoint to resume from ({path}); "
+            "it stopped before its first epoch ended. Start it again with `danlu train`."
+        )
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _copy_curve(store: Store, source: str, target: str, upto: int) -> None:
+    """Every series of `source` up to step `upto`, into `target` (a branch starts with its past), and
+    its best weights, which the branch keeps unless it does better."""
+    import shutil
+
+    import numpy as np
+
+    columns = {}
+    for name in store.series_names(source):
+        steps, values = store.read_series(source, name, end=upto)
+        if len(steps):
+            walls = store.read_walls(source, name)
+            when = dict(zip(*walls)) if walls is not None else {}
+            columns[name] = (steps, values, np.array([when.get(s, time.time()) for s in steps], dtype=np.float64))
+    if columns:
+        store.log_columns(target, columns)
+    best = store.run_dir(source) / "checkpoints" / "best.pt"
+    if best.exists():
+        folder = store.run_dir(target) / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, folder / "best.pt")
+
+
 def _epoch_start_state(loader) -> dict:
     gen = getattr(loader, "generator", None)
     return {"rng": rng_state(), "loader_generator": gen.get_state() if gen is not None else None}
@@ -287,6 +323,7 @@ def fit(
     init_from: str | Path | None = None,
     monitor_resources: bool = True,
     resumable: bool = True,
+    branch_from: str | None = None,
 ) -> FitResult:
     """Train a recipe with full tracking; return the run's id, status and summary.
 
@@ -298,7 +335,10 @@ def fit(
     writes last.pt and best.pt once, when training ends (the best weights wait in memory),
     instead of at every epoch end: for runs nobody resumes, such as study trials (a lost
     trial is trained again), whose tiny epochs would otherwise spend a fifth of their time
-    writing checkpoints.
+    writing checkpoints. `branch_from` names a stopped run whose last checkpoint a new run
+    goes on from with everything (weights, optimizer, schedule, step, RNG): it trains on as
+    that run would have (on CPU the same curve as training from the start), with that
+    run's curve up to the checkpoint copied in; a study's promoted exploration points.
     """
     from danlu.store import open_store
 
@@ -315,15 +355,7 @@ def fit(
     checkpoint = None
     if resume is not None:
         record = store.get_run(dist.broadcast(store.get_run(resume).id if dist.main else None))
-        ckpt_path = store.run_dir(record.id) / "checkpoints" / "last.pt"
-        if not ckpt_path.exists():
-            from danlu.errors import DanluError
-
-            raise DanluError(
-                f"Run {record.name} ({record.id}) has no checkpoint to resume from ({ckpt_path}); "
-                "it stopped before its first epoch ended. Start it again with `danlu train`."
-            )
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        checkpoint = _last_checkpoint(store, record)
         if checkpoint.get("world_size", 1) != dist.world:
             from danlu.errors import DanluError
 
@@ -336,9 +368,18 @@ def fit(
         run = reopen_run(store, record) if dist.main else FollowerRun(store, record)
     elif dist.main:
         spec = recipe_spec(recipe)
+        if branch_from is not None:
+            source = store.get_run(branch_from)
+            checkpoint = _last_checkpoint(store, source)
+            if checkpoint.get("world_size", 1) != 1 or dist.active:
+                from danlu.errors import DanluError
+
+                raise DanluError(f"Run {source.name} ({source.id}) and this one must both be one process to branch.")
         run = open_run(store=store, kind="train", name=name, note=note, tags=tags,
-                       config=recipe.hparams(), recipe=spec, parent=parent)
+                       config=recipe.hparams(), recipe=spec, parent=parent or branch_from)
         dist.broadcast(run.id)
+        if branch_from is not None:
+            _copy_curve(store, source.id, run.id, int(checkpoint["step"]))
     else:
         run = FollowerRun(store, store.get_run(dist.broadcast(None)))
 
@@ -360,7 +401,7 @@ def fit(
         steps_per_epoch, total_steps = prep.steps_per_epoch, prep.total_steps
         collate = getattr(val_loader, "collate_fn", None) or torch.utils.data.default_collate
 
-        if capture and checkpoint is None and dist.main:
+        if capture and (checkpoint is None or branch_from is not None) and dist.main:
             _capture(run, recipe, train, val, dist)
 
         state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler, dist=dist,

@@ -210,7 +210,7 @@ def test_tune_spends_what_pruning_saved_on_tpe_trials_and_reports_both_phases(st
 
 def test_tune_explores_in_rounds_that_each_keep_the_best_third(store, synth_path):
     """H2/H4: every point trains to the first rung; the best third of them, judged together once
-    the round has ended, train again to the next rung; the best of those trains to its end.
+    the round has ended, go on to the next rung; the best of those trains to its end.
     Only then do TPE trials start. 12-step trials, rungs at 2 and 6."""
     from danlu.tuning.halving import value_at
 
@@ -221,8 +221,11 @@ def test_tune_explores_in_rounds_that_each_keep_the_best_third(store, synth_path
     rounds = [[t for t in trials if t.user_attrs.get("round") == r] for r in range(3)]
     assert [len(r) for r in rounds] == [explore_points(10), 3, 1]
     assert all(t.state == TrialState.PRUNED and t.user_attrs["steps"] == 2 for t in rounds[0])
-    assert all(t.state == TrialState.PRUNED and t.user_attrs["steps"] == 6 for t in rounds[1])
-    assert rounds[2][0].state == TrialState.COMPLETE and rounds[2][0].user_attrs["steps"] == 12
+    # a promoted point goes on from where its screened trial stopped: only the new steps are paid
+    assert all(t.state == TrialState.PRUNED and t.user_attrs["steps"] == 4 and t.user_attrs["from_step"] == 2
+               for t in rounds[1])
+    assert rounds[2][0].state == TrialState.COMPLETE and rounds[2][0].user_attrs["steps"] == 6
+    assert rounds[2][0].user_attrs["from_step"] == 6
     # each round kept the best third of the one before, judged at that round's rung
     best3 = sorted(rounds[0], key=lambda t: value_at(t, 2))[:3]
     assert sorted(t.user_attrs["point"] for t in rounds[1]) == sorted(t.user_attrs["point"] for t in best3)
@@ -238,6 +241,31 @@ def test_tune_explores_in_rounds_that_each_keep_the_best_third(store, synth_path
     outcomes = {row[1]: row[2] for row in table.rows}
     assert {outcomes[t.user_attrs["promoted_from"]] for t in rounds[1] + rounds[2]} == {"promoted"}
     assert report.finding("H4").evidence["went_on"] == 4 and "went on" in report.finding("H4").summary
+
+
+def test_a_point_that_went_on_trains_exactly_as_if_trained_from_the_start(store, synth_path):
+    """The last round's trial went on from the checkpoints of two screened trials (steps 1-2,
+    then 3-6, then 7-12): its run holds the whole curve, and curve and score equal those of
+    the same point trained once from its first step (CPU)."""
+    from danlu.engine import fit
+    from danlu.recipe import load_recipe_class
+    from danlu.tuning.spec import build_recipe
+
+    new_study(store, str(synth_path), ["a=0..1", "b=0..1"], fixed={"epochs": "3"}, trials=10, name="went-on",
+              prune="asha", min_resource=2).run(Sequential())
+    last = next(t for t in _trials(store, "went-on") if t.user_attrs.get("round") == 2)
+    assert last.user_attrs["from_step"] == 6
+    recipe = build_recipe(load_recipe_class(str(synth_path)), {"epochs": "3"}, dict(last.params))
+    whole = fit(recipe, store=store, progress=False, resumable=False)
+    went_on = last.user_attrs["run_id"]
+    for series in ("train/loss", "val/loss", "val/probe_loss"):
+        steps, values = store.read_series(went_on, series)
+        again_steps, again = store.read_series(whole.run_id, series)
+        assert list(steps) == list(again_steps) and len(steps) > 0, series
+        assert list(values) == list(again), series
+    assert last.value == whole.summary["best_val_loss"]
+    assert (store.run_dir(went_on) / "checkpoints" / "best.pt").exists()
+    assert store.get_run(went_on).parent is not None
 
 
 def test_tune_without_pruning_has_nothing_left_to_exploit(store, synth_path):

@@ -10,12 +10,15 @@ Why not asynchronous: an asynchronous rung can only compare a trial with those t
 before it, so it must let the first few run to the end unjudged (at least three per rung,
 `objective.min_trials_per_rung`); the first three trials of a study then each cost a full
 trial whether they were good or not. With 9 points and rungs at B/9 and B/3 of a trial's
-B steps the rounds cost 9 x B/9 + 3 x B/3 + 1 x B = 3 full trials, and the one full trial
-is the best point of nine, not the first one drawn (benchmarks/study_efficiency.py).
+B steps the rounds cost 9 x B/9 + 3 x 2B/9 + 1 x 2B/3 = about 2.3 full trials, and the one
+full trial is the best point of nine, not the first one drawn
+(benchmarks/study_efficiency.py).
 
-A promoted point trains again from its first step, with the same seed, so it repeats the
-steps it had done (a third of each round's cost): no trial keeps a checkpoint for a later
-round, and each round's trial is an ordinary run.
+A promoted point goes on from the last checkpoint of the trial that screened it (the trial
+user attribute ``promoted_from``; objective.run_trial, engine.fit's ``branch_from``), as a new
+trial whose run starts with the screened trial's curve: it trains exactly as it would have
+from its first step, and pays only the steps it adds. Where that checkpoint is gone, it
+trains from its first step.
 """
 
 from __future__ import annotations

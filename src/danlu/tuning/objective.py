@@ -195,6 +195,7 @@ class TrialCallback(Callback):
         self.factor = pruning.factor if pruning is not None else 3
         self.last_reported = 0
         self.reported: float | None = None  # the value last told to Optuna
+        self.start_step = 0
         self._rungs: tuple[int, list[int]] | None = None
 
     def _rung_crossed(self, step: int, total_steps: int) -> int | None:
@@ -210,6 +211,7 @@ class TrialCallback(Callback):
         state.stop(reason, status=status)
 
     def on_fit_start(self, state) -> None:
+        self.start_step = self.seen_step = self.last_reported = state.step   # > 0: it went on from a screened trial
         self.run_id = state.run.id
         self.trial.set_user_attr("run_id", state.run.id)
         self.trial.set_user_attr("run_name", state.run.name)
@@ -367,6 +369,7 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
     name = f"{spec.name}.s{index + 1}.t{trial.number}"
     started = time.time()
     result, error = None, None
+    branch = _screened_run(study, trial, params, store)
     with _heartbeat(storage, trial._trial_id):
         try:
             recipe = build_recipe(recipe_cls, spec.fixed, params)
@@ -374,15 +377,17 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
                 recipe, store=store, name=name, tags=[f"study:{spec.name}", f"stage:{index + 1}"],
                 note=f"study {spec.name}, stage {index + 1}, trial {trial.number}", device=spec.device,
                 callbacks=[callback], progress=False, max_steps=stage.get("max_steps"), resumable=False,
-                data_fraction=float(stage.get("data_fraction", 1.0)),
+                data_fraction=float(stage.get("data_fraction", 1.0)), branch_from=branch,
             )
         except Exception as exc:  # a failing trial must not end the study
             error = f"{type(exc).__name__}: {exc}"
-    steps = result.steps if result is not None else 0
+    steps = result.steps - callback.start_step if result is not None else 0   # what this trial trained
     record: dict[str, Any] = {"number": trial.number, "params": params, "steps": steps,
                               "seconds": round(time.time() - started, 3), "run_id": callback.run_id}
     attrs = {"steps": steps, "seconds": record["seconds"],
              "train_seconds": float(result.summary.get("seconds", 0.0)) if result is not None else 0.0}
+    if callback.start_step:
+        attrs["from_step"] = record["from_step"] = callback.start_step
     value = None
     if error is not None:
         outcome, reason, state = "failed", error, TrialState.FAIL
@@ -421,8 +426,28 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
     return record
 
 
+def _screened_run(study, trial, params: dict[str, Any], store) -> str | None:
+    """The run of the screened trial a promoted point goes on from (danlu.tuning.halving), when it
+    kept its last checkpoint and trained this very point; None: train from the start."""
+    number = trial.user_attrs.get("promoted_from")
+    if number is None:
+        return None
+    try:
+        storage = study._storage
+        source = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        run_id = source.user_attrs.get("run_id")
+        if not run_id or source.params != params or source.user_attrs.get("outcome") != "pruned":
+            return None
+        if not (store.run_dir(run_id, create=False) / "checkpoints" / "last.pt").exists():
+            return None
+        return str(run_id)
+    except Exception:  # a storage that cannot say: the point trains from its first step, as before
+        return None
+
+
 def _print_trial(console, record: dict[str, Any], outcome: str, value: float | None) -> None:
-    """One line per trial: its outcome, its validation loss (where a stopped trial stopped), steps, point."""
+    """One line per trial: its outcome, its validation loss (where a stopped trial stopped), the step it
+    reached, its point."""
     from danlu.console import STATUS_STYLE, escape
 
     style = {"complete": STATUS_STYLE["finished"], "pruned": STATUS_STYLE["stopped"],
@@ -430,7 +455,7 @@ def _print_trial(console, record: dict[str, Any], outcome: str, value: float | N
     shown = f"{value:.4f}" if value is not None else "-"
     params = " ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
     console.print(f"  trial {record['number']:>3} [{style}]{outcome:<9}[/] val loss {shown:>8} "
-                  f"steps {record['steps']:>5}  {escape(params)}")
+                  f"step {record['steps'] + record.get('from_step', 0):>5}  {escape(params)}")
 
 
 def _short(value: Any) -> str:

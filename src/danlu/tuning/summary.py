@@ -45,6 +45,12 @@ def _exact(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _steps_in_run(trial) -> int | str:
+    """The steps the trial's run holds: a point that went on from a screened trial holds its past too."""
+    steps = trial.user_attrs.get("steps")
+    return "-" if steps is None else int(steps) + int(trial.user_attrs.get("from_step") or 0)
+
+
 def trial_rows(stage_trials: Sequence[Sequence[Any]], space: Space) -> tuple[list[str], list[list[Any]]]:
     columns = ["stage", "trial", "outcome", "val loss", "steps", *space.names, "run"]
     rows = []
@@ -56,8 +62,7 @@ def trial_rows(stage_trials: Sequence[Sequence[Any]], space: Space) -> tuple[lis
             outcome = "promoted" if t.number in promoted else t.user_attrs.get("outcome") or t.state.name.lower()
             value = t.value if t.value is not None and outcome == "complete" else None
             rows.append([index + 1, t.number, outcome, value if value is not None else "-",
-                         t.user_attrs.get("steps", "-"),
-                         *[t.params.get(n, "-") for n in space.names], t.user_attrs.get("run_name", "-")])
+                         _steps_in_run(t), *[t.params.get(n, "-") for n in space.names], t.user_attrs.get("run_name", "-")])
     return columns, rows
 
 
