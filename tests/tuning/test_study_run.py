@@ -333,3 +333,30 @@ def test_a_study_is_a_function_too_and_shows_itself_in_a_notebook(store, synth_p
     assert report.meta["best"]["trial"] in range(4)
     assert report.folder == str(store.run_dir(store.get_run("fn").id, create=False))
     assert "data:image/png;base64," in report._repr_html_()
+
+
+def test_a_point_that_went_on_judges_divergence_against_its_whole_curve(store):
+    """Its divergence tripwire starts from the copied curve: a loss that fell from 2.1 to 0.10 and
+    now stands at 0.17 has not diverged (it gave back 4% of what it learned), while a tripwire
+    that started at the branch point, at 0.10, would stop it as diverged (seen on the diabetes
+    task of benchmarks/study_efficiency.py, where it cost a seed its exploration's full trial)."""
+    from types import SimpleNamespace
+
+    from danlu.curves.divergence import Tripwire
+    from danlu.track import open_run
+    from danlu.tuning.objective import TrialCallback
+
+    run = open_run(store=store, kind="train", name="screened-and-went-on")
+    past = [2.0 * 0.8 ** i + 0.1 for i in range(40)]
+    store.log_points(run.id, [("train/loss", i + 1, v, 0.0) for i, v in enumerate(past)])
+    callback = TrialCallback(SimpleNamespace(set_user_attr=lambda *a: None), None, 1, "asha")
+    callback.on_fit_start(SimpleNamespace(step=40, run=run, total_steps=90))
+    whole = Tripwire()
+    for value in past:
+        whole.update(value)
+    assert (callback.tripwire.n, callback.tripwire.start, callback.tripwire.best) == (whole.n, whole.start, whole.best)
+    wobble = [0.17] * 20
+    assert not any(callback.tripwire.update(v) for v in wobble)
+    fresh = Tripwire()
+    assert any(fresh.update(v) for v in [past[-1], *wobble])
+    run.finish("finished", {})

@@ -212,6 +212,10 @@ class TrialCallback(Callback):
 
     def on_fit_start(self, state) -> None:
         self.start_step = self.seen_step = self.last_reported = state.step   # > 0: it went on from a screened trial
+        if state.step > 0:   # judge divergence against the whole curve, as if it had trained from its first step
+            _, past = state.run.store.read_series(state.run.id, "train/loss", end=state.step)
+            for loss in past:
+                self.tripwire.update(float(loss))
         self.run_id = state.run.id
         self.trial.set_user_attr("run_id", state.run.id)
         self.trial.set_user_attr("run_name", state.run.name)
