@@ -360,3 +360,16 @@ def test_a_point_that_went_on_judges_divergence_against_its_whole_curve(store):
     fresh = Tripwire()
     assert any(fresh.update(v) for v in [past[-1], *wobble])
     run.finish("finished", {})
+
+
+def test_the_plan_says_so_when_trials_are_too_short_to_prune():
+    """69-step trials probed every 50 steps: a rung at step 50 would save under a third of a
+    trial, so there is none; the announcement says why and what to change, not 'at step  of 69'."""
+    from types import SimpleNamespace
+
+    from danlu.tuning.spec import pruning_plan
+
+    spec = SimpleNamespace(prune="asha", reduction_factor=3, probe_every=50)
+    plan = pruning_plan(spec, 50, 69)
+    assert plan.startswith("no pruning can happen") and "75 steps" in plan and "probe_every" in plan
+    assert pruning_plan(spec, 10, 69).startswith("pruning (asha) at steps 10, 30 of 69")

@@ -103,6 +103,11 @@ def pruning_plan(spec: StudySpec, min_resource: int, steps: int) -> str:
                 f"at which one may be pruned (a trial reports every {spec.probe_every} steps, probe_every); "
                 "lower --min-resource or probe_every")
     rungs = rung_steps(min_resource, spec.reduction_factor, steps)
+    if not rungs:
+        factor = spec.reduction_factor
+        return (f"no pruning can happen: stopping a trial of {steps} steps at step {min_resource} (--min-resource, "
+                f"a multiple of probe_every) would save less than 1/{factor} of it (that needs trials of "
+                f"{-(-min_resource * factor // (factor - 1))} steps or more); lower --min-resource or probe_every")
     return (f"pruning ({spec.prune}) at step{'s' if len(rungs) > 1 else ''} {', '.join(map(str, rungs))} of {steps} "
             f"(--min-resource {min_resource}); a trial that reaches step {steps} is complete")
 
