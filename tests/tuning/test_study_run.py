@@ -31,8 +31,10 @@ def _trials(store, name, stage=0):
 def test_an_exploration_stores_runs_report_and_the_reproducing_command(store, synth_path, cli, capsys):
     code = cli(str(synth_path), "--vary", "a=0..1", "b=0..1", "--trials", "6", "--name", "expl",
                "--prune", "none", "--store", str(store.root), "--json")
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert code == 0
+    assert captured.err.count("no pruning") == 1   # the plan is said once, in the stage's line
     record = store.get_run("expl")
     assert record.kind == "study" and record.status == "finished"
     runs = store.list_runs(tags=["study:expl"], kind="train")

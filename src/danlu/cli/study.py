@@ -133,10 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         s = study.spec
         out.print(f"study [bold]{escape(s.name)}[/] ({s.mode}): {escape(' '.join(s.vary))}"
                   + (f"  fixed {escape(' '.join(f'{k}={v}' for k, v in s.fixed.items()))}" if s.fixed else ""))
-        from danlu.tuning.spec import pruning_plan
-
-        out.print(f"  a full trial is about {s.budget_steps} steps; {executor.describe(args.workers)}; "
-                  + escape(pruning_plan(s, s.min_resource, s.budget_steps)))
+        # the pruning plan is said once, in each stage's line (the study announces it as it starts)
+        out.print(f"  a full trial is about {s.budget_steps} steps; {executor.describe(args.workers)}")
         if s.prune != "none" and s.min_resource < 0.1 * s.budget_steps:
             out.print(f"  [yellow]![/] --min-resource {s.min_resource} is under a tenth of a trial: pruning this early "
                       "can kill trials that start slowly but end best")
