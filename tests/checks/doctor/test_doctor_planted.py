@@ -185,6 +185,27 @@ def test_s3_fails_when_the_model_ignores_its_input():
     assert f.status == "fail" and "cannot fit 10 samples" in f.summary
 
 
+def test_a_language_model_blind_to_its_tokens_fails_s2_and_s5():
+    """The slow language model that must stay quiet (model_word_lm) with its tokens replaced by zeros:
+    the loss stops at what position alone can give, and the output does not react to the input."""
+    report = check("word_lm_bugs", "S2,S5", ["bug=blind"])
+    s2 = finding(report, "S2")
+    assert s2.status == "fail" and "cannot fit 20 samples" in s2.summary
+    assert s2.evidence["last_loss"] > 0.5 * s2.evidence["blind"]          # not "fits from its inputs"
+    s5 = finding(report, "S5")
+    assert s5.status == "fail" and s5.evidence["output_change_when_zeroed"] == 0.0
+    assert len(s5.evidence["attempts"]) == 1           # an output blind to its input earns no higher rates
+
+
+def test_s5_misaligned_language_model_windows_fail_at_every_rate_tried():
+    """Targets shuffled apart from their windows: a batch can be memorised (S2 is no help), and no rate
+    makes the held-out loss better than with zeroed inputs."""
+    s5 = finding(check("word_lm_bugs", "S5", ["bug=misaligned"]), "S5")
+    assert s5.status == "fail"
+    assert [round(a["lr"] / s5.evidence["attempts"][0]["lr"]) for a in s5.evidence["attempts"]] == [1, 3, 10]
+    assert "rates tried" in s5.summary
+
+
 # --------------------------------------------------------------------- determinism (S11)
 def test_s11_nondeterministic_data_content_fails():
     f = finding(check("nondeterministic_data", "S11"), "S11")

@@ -19,7 +19,7 @@ from doctor_helpers import by_name, check, finding, recipe_path
 from danlu.checks import run_checks
 from danlu.recipe import load_recipe
 
-MODELS = ["model_resnet", "model_vit", "model_vae", "model_lstm_lm", "model_gru", "model_binary",
+MODELS = ["model_resnet", "model_vit", "model_vae", "model_lstm_lm", "model_word_lm", "model_gru", "model_binary",
           "model_regression", "model_transformer", "model_segmentation", "model_dict_heads"]
 
 #: Warnings a practitioner would agree with, and why.
@@ -70,6 +70,23 @@ def test_a_slow_learner_is_answered_fairly_with_the_rate_it_needed():
     assert s2.status == "info" and s2.evidence["lr_scale"] > 1
     assert "the recipe's 0.0003" in s2.summary and "had not fit after 400 steps" in s2.summary
     assert finding(report_for("model_gru"), "S5").status == "pass"     # S5 trained at the rate S2 found
+
+
+def test_a_language_model_on_the_word_frequency_plateau_is_slow_not_broken():
+    """pytorch/examples' LSTM language model at AdamW 3e-3 does not reach zero loss on 20 windows in
+    400 steps at any rate S2 tries (it sat on the unigram plateau), but it goes far below what any
+    prediction blind to the input can reach: S2 says so instead of "cannot fit", and S5, starting
+    from the rate S2 found fastest, sees the inputs help."""
+    report = report_for("model_word_lm")
+    s2 = finding(report, "S2")
+    assert s2.status == "info" and not any(a["reached"] for a in s2.evidence["attempts"])
+    assert s2.evidence["last_loss"] < 0.5 * s2.evidence["blind"]
+    assert s2.evidence["last_loss"] == min(a["last_loss"] for a in s2.evidence["attempts"])   # the best rate's
+    assert f"lr {s2.evidence['lr']:.2g} (the best of" in s2.summary and "fits from its inputs" in s2.summary
+    assert finding(report, "S5").status == "pass"
+    alone = finding(check("model_word_lm", "S5"), "S5")      # without S2's rate: S5 tries higher ones itself
+    assert alone.status == "info" and len(alone.evidence["attempts"]) > 1
+    assert alone.evidence["lr"] > alone.evidence["attempts"][0]["lr"]
 
 
 def test_recurrent_model_with_clipping_overfits_with_its_real_step():

@@ -16,7 +16,7 @@ from danlu.checks.doctor.measure import accuracy, scalar
 from danlu.outputs import class_layout
 from danlu.report import Finding
 
-__all__ = ["OverfitBatch", "OverfitTen", "overfit", "regularisation_off", "loss_floor"]
+__all__ = ["OverfitBatch", "OverfitTen", "overfit", "regularisation_off", "loss_floor", "blind_loss"]
 
 
 def regularisation_off(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -56,6 +56,43 @@ def loss_floor(ctx, output: Any, target: Any) -> float | None:
     return max(0.0, min(finite)) if finite else None
 
 
+def blind_loss(ctx, output: Any, target: Any, samples: int) -> float | None:
+    """The loss of the best prediction that ignores the input but may know the position, on this
+    batch: each class's frequency among the targets at each position, fed to the recipe's loss as
+    log-probabilities.
+
+    A model that fits a batch from its inputs goes far below it; one that cannot use its inputs
+    (S5's bugs) stops at it. For cross-entropy and NLL it is the targets' entropy at each position.
+    Targets flattened to one dimension ([T*B] from a sequence-first forward) are grouped both ways
+    and the lower value kept. None for anything but class indices along one class dimension.
+    """
+    layout = class_layout(output, target, ctx.loss) if ctx.classification else None
+    if layout is None:
+        return None
+    try:
+        with torch.no_grad():
+            shaped = target.reshape(output.shape[:layout.dim] + output.shape[layout.dim + 1:])
+            hot = layout.one_hot(shaped, 1.0, torch.float64).movedim(layout.dim, -1)    # shaped + [C]
+            rows = hot.reshape(-1, layout.classes)
+            n = rows.shape[0]
+            # (rows as [a, b], the axis that runs over the samples)
+            if shaped.dim() > 1 and shaped.shape[0] == samples:
+                groups = [((samples, n // samples), 0)]                       # [B, positions...]
+            elif n > samples and n % samples == 0:
+                groups = [((samples, n // samples), 0), ((n // samples, samples), 1)]   # batch- or position-major
+            else:
+                groups = [((n, 1), 0)]                                        # one prediction a sample
+            values = []
+            for shape, by in groups:
+                freq = rows.reshape(*shape, -1).mean(by, keepdim=True).expand(*shape, -1).reshape(n, -1)
+                blind = (freq + 1e-9).log().reshape(hot.shape).movedim(-1, layout.dim).to(output.dtype)
+                values.append(scalar(ctx.loss(blind, target)))
+    except Exception:
+        return None
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else None
+
+
 @dataclass
 class OverfitResult:
     samples: int
@@ -64,6 +101,7 @@ class OverfitResult:
     steps: int = 0
     reached: bool = False
     floor: float | None = 0.0         # None: unknown (the loss has no perfect prediction danlu can build)
+    blind: float | None = None        # the loss of the best input-blind prediction (classes only)
     losses: list[float] = field(default_factory=list)
     accuracy: float | None = None
     dense: bool = False               # several predictions per sample (tokens, pixels)
@@ -84,6 +122,14 @@ class OverfitResult:
         floor = self.floor or 0.0
         span = self.first - floor
         return (self.last - floor) / span if span > 0 and math.isfinite(span) else float("nan")
+
+    def fits_from_inputs(self, share: float) -> bool:
+        """Several predictions a sample (tokens) and a loss far below what any prediction blind to the
+        input reaches (`share` of it): the model fits this batch from its inputs, only not all the way
+        within the budget. Sequence models sit on the label-frequency plateau for hundreds of steps
+        first; one label a sample has no such plateau, and a model that cannot fit 32 of them is
+        broken (layers left out of the optimizer, S8)."""
+        return self.dense and self.blind is not None and self.blind > 0 and self.last <= share * self.blind
 
     def descended(self) -> bool:
         """The loss went down for real: at least one step taken and a lower value than at the start."""
@@ -126,7 +172,8 @@ def overfit(ctx, samples: int, max_steps: int, near_zero: float, seed: int, lr_s
                 result.stuck = True        # even perfect predictions give the start's loss: nothing to fit
                 break
             layout = class_layout(output, out.target, ctx.loss) if ctx.classification else None
-            result.dense = layout is not None and layout.per_sample > 1
+            result.dense = layout is not None and (layout.per_sample > 1 or out.target.numel() > result.samples)
+            result.blind = blind_loss(ctx, output, out.target, result.samples)
             need_acc = 0.99 if result.dense else 1.0      # a few border pixels / rare tokens may stay wrong
         elif result.floor is None:
             if value <= (1 - unknown_floor_drop) * result.first:
@@ -154,12 +201,13 @@ def _escalations(first: OverfitResult, factors: tuple[float, ...]) -> list[float
 
 class _Overfit(Check):
     stage = "train"
-    settings = ("samples", "max_steps", "near_zero", "partial", "escalate")
+    settings = ("samples", "max_steps", "near_zero", "partial", "escalate", "blind_share")
     samples = 32
     max_steps = 400
     near_zero = 0.05
     partial = 0.3
     escalate = 10.0
+    blind_share = 0.5
     seed = 20
 
     def _samples(self, ctx) -> int:
@@ -173,13 +221,13 @@ class _Overfit(Check):
                 attempts.append(overfit(ctx, self._samples(ctx), self.max_steps, self.near_zero, self.seed, scale))
                 if attempts[-1].reached:
                     break
-        result = next((a for a in attempts if a.reached), attempts[0])
-        if result.reached and result.lr_scale != 1.0:
+        result = next((a for a in attempts if a.reached), None) or _closest(attempts)
+        if (result.reached or result.fits_from_inputs(self.blind_share)) and result.lr_scale != 1.0:
             ctx.lr_scale = result.lr_scale   # later checks that train (S3, S5) start from the rate that worked
         ev: dict[str, Any] = {
             "samples": result.samples, "steps": result.steps, "first_loss": result.first,
             "last_loss": result.last, "accuracy": result.accuracy, "floor": result.floor,
-            "lr": result.lr, "lr_scale": result.lr_scale,
+            "lr": result.lr, "lr_scale": result.lr_scale, "blind": result.blind,
             "attempts": [{"lr": a.lr, "reached": a.reached, "steps": a.steps, "last_loss": a.last} for a in attempts],
             "curve": result.losses[:: max(1, len(result.losses) // 50)],
         }
@@ -195,12 +243,13 @@ class _Overfit(Check):
                 evidence=ev, cause="training diverged or an operation produced NaN/Inf",
                 fix="see S9 for where it comes from; lower the learning rate if the loss grew first",
             )
-        acc = _acc_text(first.accuracy)
-        left = first.fraction_left()
-        head = (f"loss {first.first:.4g} -> {first.last:.4g} ({_left_text(first)}){acc} on {what} after "
-                f"{first.steps} steps at lr {first.lr:.2g}"
-                + (f"; also tried lr {', '.join(f'{a.lr:.2g}' for a in attempts[1:])}" if len(attempts) > 1 else ""))
-        if not first.stuck and not first.descended():
+        best = result
+        acc = _acc_text(best.accuracy)
+        left = best.fraction_left()
+        head = (f"loss {best.first:.4g} -> {best.last:.4g} ({_left_text(best)}){acc} on {what} after "
+                f"{best.steps} steps at lr {best.lr:.2g}"
+                + (f" (the best of lr {', '.join(f'{a.lr:.2g}' for a in attempts)})" if len(attempts) > 1 else ""))
+        if not first.stuck and not any(a.descended() for a in attempts):
             return self.finding(
                 "fail", f"{head}: the loss did not go down at all", evidence=ev,
                 cause=("the loss does not respond to the model: it is computed from something the parameters do "
@@ -218,14 +267,24 @@ class _Overfit(Check):
                       "(a shape broadcast in the loss, S7)",
                 fix="make the output's shape equal the target's (output.squeeze(-1) or target.unsqueeze(-1))",
             )
-        memorised = first.accuracy is not None and first.accuracy >= (0.99 if first.dense else 1.0)
-        if first.floor is None:
+        memorised = best.accuracy is not None and best.accuracy >= (0.99 if best.dense else 1.0)
+        if best.floor is None:
             return self.finding(
-                "info", f"{head}: the loss fell {1 - first.last / first.first:.0%}; its floor is unknown (the "
-                        f"output is a {first.output_kind}), so whether it fits the samples cannot be judged",
+                "info", f"{head}: the loss fell {1 - best.last / best.first:.0%}; its floor is unknown (the "
+                        f"output is a {best.output_kind}), so whether it fits the samples cannot be judged",
                 evidence=ev, fix=f"raise {self.id}.max_steps to watch it longer",
             )
-        if memorised or (first.accuracy is None and math.isfinite(left) and left <= self.partial):
+        if not memorised and best.fits_from_inputs(self.blind_share):
+            return self.finding(
+                "info", f"{head}: not near its floor yet, but far below the {best.blind:.4g} that a prediction "
+                        f"ignoring the input reaches: the model fits from its inputs, slowly",
+                evidence=ev,
+                cause=("a slow learner at these rates (a recurrent model on text sits on the word-frequency "
+                       "plateau for hundreds of steps); a bug that hides the input would stop at "
+                       f"{best.blind:.4g}"),
+                fix=f"raise {self.id}.max_steps to watch it fit; find a faster rate with `danlu lr` (T4)",
+            )
+        if memorised or (best.accuracy is None and math.isfinite(left) and left <= self.partial):
             return self.finding(
                 "warn", f"{head}: {'every prediction right but ' if memorised else ''}the loss stays above "
                         f"{self.near_zero:.0%} of its start",
@@ -264,6 +323,13 @@ class _Overfit(Check):
         )
 
 
+def _closest(attempts: list[OverfitResult]) -> OverfitResult:
+    """The attempt that came closest to fitting (the lowest finite last loss; all share one batch),
+    so a report on a failed fit states the best that was seen, not the slowest rate's numbers."""
+    finite = [a for a in attempts if a.losses and math.isfinite(a.last) and a.nonfinite_step is None]
+    return min(finite, key=lambda a: a.last) if finite else attempts[0]
+
+
 def _acc_text(acc: float | None) -> str:
     if acc is None:
         return ""
@@ -297,13 +363,21 @@ class OverfitBatch(_Overfit):
     rate does not get there, it tries sqrt(`escalate`) and `escalate` times it (or that
     much lower when the loss blew up), and says which rate it needed; S3 and S5 then start
     from that rate. For outputs that are not one tensor (a VAE's tuple), the floor is
-    unknown: the loss must fall by half.
+    unknown: the loss must fall by half. For class outputs it also computes the loss of the
+    best prediction that ignores the input (each class's frequency in the batch, at each
+    position for [B, T] targets): a model whose input is hidden stops there, while a slow
+    but healthy sequence model (an LSTM language model on the word-frequency plateau) goes
+    far below it before it reaches zero. A failed fit is reported with the best rate's
+    numbers.
     Thresholds: pass when reached at the recipe's learning rate, info when reached only at
-    another; warn when every prediction is right (or, for regression, the loss covered
-    all but S2.partial = 30% of the way) but the loss stays above S2.near_zero (5%) of the
-    way; fail when the loss does not go down at all, cannot move (perfect predictions
-    give the start's loss), is NaN, or does not fit at any rate tried. Budget:
-    S2.samples (32), S2.max_steps (400) per attempt, S2.escalate (10).
+    another, or, for several predictions a sample (tokens, pixels), when not reached but
+    the loss went below S2.blind_share (50%) of that input-blind loss (it fits from its
+    inputs, slowly; S3 and S5 then start from that rate); warn when every prediction is
+    right (or, for regression, the loss covered all but S2.partial = 30% of the way) but
+    the loss stays above S2.near_zero (5%) of the way; fail when the loss does not go
+    down at all, cannot move (perfect predictions give the start's loss), is NaN, or
+    does not fit at any rate tried. Budget: S2.samples (32), S2.max_steps (400) per
+    attempt, S2.escalate (10).
     Fix: fix the other failing checks first; then try the learning rate x10 and /10,
     remove regularisation from the loss, and give the model enough capacity.
     Cannot see: whether the model generalises (fitting one batch says nothing about
@@ -331,7 +405,7 @@ class OverfitTen(_Overfit):
     tell inputs apart".
     How: as S2, on 10 fixed training samples, with dropout off and weight decay 0.
     Thresholds: as S2, with its own S3.near_zero (5%), S3.partial (30%),
-    S3.samples (10), S3.max_steps (400) and S3.escalate (10).
+    S3.blind_share (50%), S3.samples (10), S3.max_steps (400) and S3.escalate (10).
     Fix: if S2 passes and S3 fails, the model struggles to tell inputs apart: check the
     input reaches the output (S5), pooling that discards everything, or a tiny bottleneck.
     Cannot see: as S2: generalisation, later steps, other samples; and ten samples that

@@ -74,3 +74,22 @@ def markov_text(length: int, vocab: int, seed: int = 0) -> torch.Tensor:
         out[i] = token
         token = int(successors[token, int(torch.randint(0, 3, (1,), generator=g))])
     return out
+
+
+def zipf_text(length: int, vocab: int, seed: int = 0, follow: float = 0.5) -> torch.Tensor:
+    """A token stream shaped like real text: word frequencies fall as 1/rank (Zipf), and each word
+    is followed by one of its 3 own successors with probability `follow`, else by a word drawn
+    from the Zipf unigram. A model first learns the unigram (the loss sits on that plateau for a
+    while), then the successors: a slow but healthy learner."""
+    g = torch.Generator().manual_seed(seed)
+    unigram = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float64)
+    successors = torch.multinomial(unigram.expand(vocab, -1), 3, generator=g)
+    follows = torch.rand(length, generator=g) < follow
+    pick = torch.randint(0, 3, (length,), generator=g)
+    drawn = torch.multinomial(unigram, length, replacement=True, generator=g)
+    out = torch.empty(length, dtype=torch.int64)
+    token = 0
+    for i in range(length):
+        out[i] = token
+        token = int(successors[token, pick[i]]) if follows[i] else int(drawn[i])
+    return out
