@@ -275,9 +275,12 @@ class _Overfit(Check):
                 evidence=ev, fix=f"raise {self.id}.max_steps to watch it longer",
             )
         if not memorised and best.fits_from_inputs(self.blind_share):
+            near = math.isfinite(left) and left <= self.near_zero
+            where = ("near its floor, though not every prediction is right (in text, the same context can be "
+                     "followed by different tokens)" if near else "not near its floor yet")
             return self.finding(
-                "info", f"{head}: not near its floor yet, but far below the {best.blind:.4g} that a prediction "
-                        f"ignoring the input reaches: the model fits from its inputs, slowly",
+                "info", f"{head}: {where}, but far below the {best.blind:.4g} that a prediction ignoring the "
+                        "input reaches: the model fits from its inputs",
                 evidence=ev,
                 cause=("a slow learner at these rates (a recurrent model on text sits on the word-frequency "
                        "plateau for hundreds of steps); a bug that hides the input would stop at "
@@ -314,9 +317,10 @@ class _Overfit(Check):
             return self.finding("pass", text, evidence=ev)
         recipe_lr = attempts[0].lr / attempts[0].lr_scale
         slower = [a for a in attempts if not a.reached]
+        why = ("; " + ", ".join(f"at lr {a.lr:.2g} it had not fit after {a.steps} steps" for a in slower) if slower
+               else ", the rate S2 found")
         return self.finding(
-            "info", f"{text} at lr {result.lr:.2g} ({result.lr_scale:.3g}x the recipe's {recipe_lr:.2g}); at "
-                    + ", ".join(f"lr {a.lr:.2g} it had not fit after {a.steps} steps" for a in slower),
+            "info", f"{text} at lr {result.lr:.2g} ({result.lr_scale:.3g}x the recipe's {recipe_lr:.2g}){why}",
             evidence=ev,
             fix=f"the model and loss work; the recipe's learning rate is {'low' if result.lr_scale > 1 else 'high'} "
                 "for fitting fast: check it with `danlu lr` (T4)",

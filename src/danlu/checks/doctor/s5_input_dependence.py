@@ -62,6 +62,14 @@ class _Attempt:
     lr_scale: float
 
 
+def _stable(attempt: _Attempt) -> bool:
+    """Both models learned at this rate: their training losses fell, and the zero-input model ends on
+    held-out data no worse than it began (the label prior it learned is worth something)."""
+    t = attempt.train
+    return (t["real"] < t["real_first"] and t["zero"] < t["zero_first"]
+            and attempt.cmp.loss_zero <= t["zero_first"])
+
+
 #: A zero-input model whose held-out loss ends below this share of its first training loss, while the
 #: real inputs did not clearly help, learned the answers without inputs: the target reaches it another
 #: way (not a label prior: 99:1 classes still leave 8% of a cross-entropy's start). So does one with
@@ -133,8 +141,8 @@ class InputDependence(Check):
                 break
             # a slow learner is answered fairly, as in S2: nothing learned from the inputs yet, at a higher rate
             again = self._attempt(ctx, ctx.lr_scale * factor)
-            if isinstance(again, Finding):
-                break
+            if isinstance(again, Finding) or not _stable(again):
+                break       # too high: a comparison of two models that blew up says nothing
             attempts.append(again)
         # a higher rate counts only when it is clearly better; else the rate S2 found speaks (picking the
         # largest of several noisy gains would turn "not better" into "better, not clearly")
