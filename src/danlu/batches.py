@@ -3,11 +3,23 @@ indices spread over a dataset. (Moving to a device is danlu.device.to_device.)""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-__all__ = ["batch_size_of", "leaves", "fingerprint", "spread"]
+__all__ = ["INPUT_KEYS", "TARGET_KEYS", "batch_size_of", "input_key", "leaves", "fingerprint", "spread"]
+
+#: Where dict items and batches keep the model's input, most specific first (Hugging Face's names,
+#: then the usual ones), and the target.
+INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "input_features", "input", "inputs", "x", "image",
+              "images", "features", "text")
+TARGET_KEYS = ("target", "targets", "label", "labels", "y")
+
+
+def input_key(item: Mapping) -> str | None:
+    """The key of a dict item's or batch's input (one of INPUT_KEYS), or None."""
+    return next((k for k in INPUT_KEYS if k in item), None)
 
 
 def batch_size_of(batch: Any) -> int:

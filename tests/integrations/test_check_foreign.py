@@ -94,13 +94,20 @@ def test_a_healthy_hf_trainer_passes_and_a_frozen_model_fails(tmp_path):
     assert code == 0, [(f["id"], f["status"], f["summary"]) for f in report["findings"]]
     # a BERT's query/key weights get tiny gradients at initialisation: not "vanishing"
     assert found["S8"]["status"] == "pass", found["S8"]["summary"]
-    for check in ("S2", "S9", "S11"):
+    for check in ("S2", "S5", "S9", "S11"):     # S5 zeroes the dict batch's input_ids
         assert found[check]["status"] == "pass", (check, found[check]["summary"])
     assert found["S4"]["status"] == "skip" and "compute_loss" in found["S4"]["summary"]
     code, report = _cli(f"{HF}:make_trainer", "bug=frozen", f"output_dir={tmp_path / 'out'}", "--only", "S1,S8",
                         cwd=tmp_path)
     found = _by_id(report)
     assert code == 1 and found["S1"]["status"] == "fail" and found["S8"]["status"] == "skip"
+
+
+def test_hf_labels_that_do_not_belong_to_their_tokens_fail_s5(tmp_path):
+    code, report = _cli(f"{HF}:make_trainer", "bug=shuffled_labels", f"output_dir={tmp_path / 'out'}", "--only", "S5",
+                        cwd=tmp_path)
+    s5 = _by_id(report)["S5"]
+    assert code == 1 and s5["status"] == "fail" and s5["evidence"]["gain"] < 0, s5["summary"]
 
 
 def test_a_trainer_object_is_checked_from_python(tmp_path):

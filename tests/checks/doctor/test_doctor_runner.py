@@ -186,28 +186,36 @@ def test_crash_in_model_fails_in_s1_and_skips_dependents():
 
 
 class _DictItems(danlu.Recipe):
-    """Items are dicts and forward() is overridden: checks that must edit the input skip."""
+    """Items are dicts and forward() is overridden, as Hugging Face and many Lightning users write."""
 
     task = "classification"
+    input_name: str = "x"
+    shuffled: bool = False    # labels shuffled apart from their inputs: a planted S5 bug
 
     def data(self):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(120, 4, generator=g)
         y = (x[:, 0] > 0).long()
-        items = [{"x": x[i], "y": y[i]} for i in range(120)]
+        if self.shuffled:
+            y = y[torch.randperm(120, generator=g)]
+        items = [{self.input_name: x[i], "y": y[i]} for i in range(120)]
         return items[:90], items[90:]
 
     def model(self):
         return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
 
     def forward(self, model, batch):
-        return model(batch["x"]), batch["y"]
+        return model(batch[self.input_name]), batch["y"]
 
 
-def test_dict_batches_skip_input_checks_with_reasons():
+def test_dict_batches_are_changed_through_their_input_key():
+    """S5 and S10 find the input of a dict batch by its name (x, input_ids, pixel_values, ...)."""
     report = run_checks(_DictItems(), only="S13,D4,S4,S10,S5")
     assert finding(report, "S13").status == "pass" and finding(report, "S4").status == "pass"
     assert finding(report, "D4").status == "pass"  # the data scan reads dict items by their key names
+    assert finding(report, "S10").status == "pass" and finding(report, "S5").status == "pass"
+    assert finding(run_checks(_DictItems(shuffled=True), only="S5"), "S5").status == "fail"
+    unnamed = run_checks(_DictItems(input_name="signal"), only="S10,S5")
     for cid in ("S10", "S5"):
-        f = finding(report, cid)
-        assert f.status == "skip" and "not (input, target) pairs" in f.summary
+        f = finding(unnamed, cid)
+        assert f.status == "skip" and "none of them is a known input name" in f.summary

@@ -41,5 +41,6 @@ def make_trainer(lr: float = 1e-3, bug: str = "", output_dir: str = "hf-out"):
             p.requires_grad_(False)
     args = TrainingArguments(output_dir=output_dir, learning_rate=lr, per_device_train_batch_size=16,
                              num_train_epochs=3, report_to=[], use_cpu=True, seed=0, save_strategy="no")
-    return Trainer(model=model, args=args, train_dataset=Tokens(320, 0), eval_dataset=Tokens(64, 1),
-                   data_collator=collate)
+    shuffled = bug == "shuffled_labels"                    # BUG: labels no longer belong to their tokens
+    return Trainer(model=model, args=args, train_dataset=Tokens(320, 0, shuffled),
+                   eval_dataset=Tokens(64, 1, shuffled), data_collator=collate)

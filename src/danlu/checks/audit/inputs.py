@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from danlu.batches import TARGET_KEYS, input_key
+
 __all__ = [
     "as_array",
     "dtype_name",
@@ -32,8 +34,6 @@ __all__ = [
     "hash_value",
 ]
 
-_INPUT_KEYS = ("input", "inputs", "x", "image", "images", "input_ids", "features", "text")
-_TARGET_KEYS = ("target", "targets", "label", "labels", "y")
 
 
 _TORCH_NAMES: dict[torch.dtype, str] = {}
@@ -94,8 +94,8 @@ def split_item(item: Any) -> tuple[Any, Any, Any]:
         if len(item) == 1:
             return item[0], None, None
     if isinstance(item, dict):
-        xk = next((k for k in _INPUT_KEYS if k in item), None)
-        yk = next((k for k in _TARGET_KEYS if k in item), None)
+        xk = input_key(item)
+        yk = next((k for k in TARGET_KEYS if k in item), None)
         if xk is not None:
             meta = {k: v for k, v in item.items() if k not in (xk, yk)} or None
             return item[xk], (item[yk] if yk else None), meta

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from danlu.batches import INPUT_KEYS, input_key
 from danlu.checks.base import SkipCheck
 from danlu.outputs import class_layout
 
@@ -64,20 +66,36 @@ def per_sample_losses(ctx, output: Any, target: Any) -> list[float] | None:
 
 
 def split(batch: Any) -> tuple[torch.Tensor, Any]:
-    """(inputs, target) of an ``(input, target)`` batch whose input is a tensor; else SkipCheck."""
-    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+    """(inputs, target) of an ``(input, target)`` batch, or of a dict batch with an input key
+    (``input_ids``, ``pixel_values``, ``x``: INPUT_KEYS; the target is then the rest of the
+    dict), whose input is a tensor; else SkipCheck."""
+    if isinstance(batch, Mapping):
+        key = input_key(batch)
+        if key is None:
+            raise SkipCheck(f"dict batches with keys {', '.join(map(str, batch))}: none of them is a known input "
+                            f"name ({', '.join(INPUT_KEYS[:4])}, ...); this check needs to change the input tensor")
+        inputs, target = batch[key], {k: v for k, v in batch.items() if k != key}
+    elif isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        inputs, target = batch[0], batch[1]
+    else:
         raise SkipCheck(
             f"batches are {type(batch).__name__}, not (input, target) pairs; this check needs to "
             "change the input tensor"
         )
-    inputs = batch[0]
     if not isinstance(inputs, torch.Tensor):
         raise SkipCheck(f"the batch input is a {type(inputs).__name__}, not a tensor")
-    return inputs, batch[1]
+    return inputs, target
 
 
 def with_inputs(batch: Any, inputs: torch.Tensor) -> Any:
     """The same batch with its input replaced (same container type)."""
+    if isinstance(batch, Mapping):
+        changed = dict(batch)
+        changed[input_key(batch)] = inputs
+        try:
+            return type(batch)(changed)
+        except Exception:
+            return changed
     items = list(batch)
     items[0] = inputs
     return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)

@@ -89,7 +89,8 @@ class InputDependence(Check):
     bug hides behind a plausible curve.
     How: trains two copies of the fresh model with the recipe's training step on the same
     shuffled training batches (at the learning rate S2 needed to fit a batch), one on the
-    real inputs and one with the inputs zeroed, then compares their losses on up to
+    real inputs and one with the inputs zeroed (the first item of a tuple batch; in a dict
+    batch the entry named input_ids, pixel_values, x, ...), then compares their losses on up to
     `eval_samples` validation samples (each on its own kind of input), sample by sample,
     with a paired t-statistic. It evaluates after `steps` steps and, while the real-input
     model is not clearly better, again after twice as many, up to `max_steps` (slow
