@@ -137,11 +137,15 @@ class Dist:
 
             td.barrier()
 
-    def close(self) -> None:
+    def close(self, together: bool = False) -> None:
+        """End the process group this object started. `together`: every process got here normally, so
+        wait for the others first: none tears down its connections while a peer still uses them."""
         if self.owned:
             import torch.distributed as td
 
             if td.is_initialized():
+                if together:
+                    td.barrier()
                 td.destroy_process_group()
             self.owned = False
 

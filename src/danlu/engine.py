@@ -436,6 +436,7 @@ def fit(
     checkpoint_every = max(0, int(recipe.checkpoint_every))
     batches_per_epoch = len(train_loader)
     agreed = False  # several processes: whether they all agreed to stop at the last agreement
+    together = False  # the loop ended without an exception (in every process, when none raised)
     try:
         for epoch in range(start_epoch, recipe.epochs):
             state.epoch = epoch
@@ -513,6 +514,7 @@ def fit(
             status = "failed"  # a run that ends on a NaN/Inf loss learned nothing usable
             state.stop(f"the training loss is {state.loss} at the end (first non-finite step in the curve; "
                        "`danlu check` S9 finds where it comes from)", status="failed")
+        together = True                      # every process ends here when none raised
     except KeyboardInterrupt:
         status = "stopped"
         state.stop("interrupted (Ctrl-C)")
@@ -535,7 +537,7 @@ def fit(
             events.emit("on_fit_end", state)
         finally:
             run.finish(status, summary)
-            dist.close()
+            dist.close(together=together)
     return FitResult(run.id, run.name, status, run.record.summary, state.step, state.stop_reason)
 
 
