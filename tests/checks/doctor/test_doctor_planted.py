@@ -191,7 +191,7 @@ def test_a_language_model_blind_to_its_tokens_fails_s2_and_s5():
     report = check("word_lm_bugs", "S2,S5", ["bug=blind"])
     s2 = finding(report, "S2")
     assert s2.status == "fail" and "cannot fit 20 samples" in s2.summary
-    assert s2.evidence["last_loss"] > 0.5 * s2.evidence["blind"]          # not "fits from its inputs"
+    assert s2.evidence["last_loss"] > s2.evidence["blind"]     # blind to its tokens: never below that predictor
     s5 = finding(report, "S5")
     assert s5.status == "fail" and s5.evidence["output_change_when_zeroed"] == 0.0
     assert len(s5.evidence["attempts"]) == 1           # an output blind to its input earns no higher rates

@@ -17,6 +17,7 @@ import pytest
 from doctor_helpers import by_name, check, finding, recipe_path
 
 from danlu.checks import run_checks
+from danlu.checks.doctor.s2_s3_overfit import OverfitBatch
 from danlu.recipe import load_recipe
 
 MODELS = ["model_resnet", "model_vit", "model_vae", "model_lstm_lm", "model_word_lm", "model_gru", "model_binary",
@@ -80,13 +81,30 @@ def test_a_language_model_on_the_word_frequency_plateau_is_slow_not_broken():
     report = report_for("model_word_lm")
     s2 = finding(report, "S2")
     assert s2.status == "info" and not any(a["reached"] for a in s2.evidence["attempts"])
-    assert s2.evidence["last_loss"] < 0.5 * s2.evidence["blind"]
+    assert s2.evidence["last_loss"] < OverfitBatch.blind_share * s2.evidence["blind"]
     assert s2.evidence["last_loss"] == min(a["last_loss"] for a in s2.evidence["attempts"])   # the best rate's
     assert f"lr {s2.evidence['lr']:.2g} (the best of" in s2.summary and "fits from its inputs" in s2.summary
     assert finding(report, "S5").status == "pass"
     alone = finding(check("model_word_lm", "S5"), "S5")      # without S2's rate: S5 tries higher ones itself
     assert alone.status == "info" and len(alone.evidence["attempts"]) > 1
     assert alone.evidence["lr"] > alone.evidence["attempts"][0]["lr"]
+
+
+def test_s5_gives_a_slow_learner_more_time_at_a_higher_rate():
+    """Where a language model leaves its plateau varies from run to run (pytorch/examples' LSTM
+    with its tuple output failed S5 at 400 steps and passed at 800): a higher rate may train up
+    to twice S5.max_steps, and a clear result still stops it early."""
+    s5 = finding(check("model_word_lm", "S5", settings={"S5.max_steps": 100}), "S5")
+    first, *higher = s5.evidence["attempts"]
+    assert first["steps"] == 100 and first["t"] < 3
+    assert s5.status == "info" and max(a["steps"] for a in higher) > 100
+
+
+def test_a_language_model_handing_its_tuple_to_the_loss_stays_quiet():
+    report = run_checks(load_recipe(recipe_path("model_word_lm"), ["tuple_output=true"]), only="S2,S3,S5")
+    loud = [(f.id, f.status, f.summary) for f in report.findings if f.status in ("warn", "fail")]
+    assert loud == []
+    assert finding(report, "S2").evidence["floor"] is None      # a tuple: the floor is unknown
 
 
 def test_recurrent_model_with_clipping_overfits_with_its_real_step():

@@ -2,7 +2,8 @@
 (word_language_model/model.py's RNNModel, condensed): sequence-first inputs, forward(input,
 hidden) -> (log-probabilities [T*B, V], hidden), NLL loss on targets flattened the same way,
 trained with danlu's default optimizer (AdamW, lr 3e-3) on Zipf-shaped text. It sits on the
-unigram plateau for hundreds of steps before it learns the successors: a slow, healthy learner."""
+unigram plateau for hundreds of steps before it learns the successors: a slow, healthy learner.
+tuple_output=true hands the model's (log_probs, hidden) to the loss as it is, as many users do."""
 
 import torch.nn.functional as F
 from _doctor_common import zipf_text
@@ -40,6 +41,7 @@ class RNNModel(nn.Module):
 class WordLM(danlu.Recipe):
     lr: float = 3e-3
     batch_size: int = 20
+    tuple_output: bool = False
     epochs: int = 2
 
     def data(self):
@@ -53,8 +55,9 @@ class WordLM(danlu.Recipe):
 
     def forward(self, model, batch):
         x, y = batch
-        log_probs, _ = model(x.t().contiguous(), model.init_hidden(x.size(0)))   # sequence-first
-        return log_probs, y.t().contiguous().view(-1)
+        output = model(x.t().contiguous(), model.init_hidden(x.size(0)))   # sequence-first
+        return output if self.tuple_output else output[0], y.t().contiguous().view(-1)
 
     def loss(self, output, target):
-        return F.nll_loss(output, target)
+        log_probs = output[0] if self.tuple_output else output
+        return F.nll_loss(log_probs, target)
