@@ -8,6 +8,10 @@ Times, per trial, the breast-cancer MLP of benchmarks/study_efficiency.py (150 s
 - (the same, with data() called for every trial, as before issue 16's data reuse);
 - danlu run:    danlu.fit as `danlu train` runs it (full record every time, last.pt every epoch).
 
+and what one record in the study's journal file costs (a trial writes about 20: parameters,
+reports, outcome), with Optuna's JournalFileBackend (an fsync per record) and with danlu's
+(flushed to the operating system, not fsync'd: danlu.tuning.storage).
+
     python benchmarks/trial_overhead.py --repeat 10
 """
 
@@ -63,7 +67,28 @@ def main(argv=None) -> int:
     base = statistics.median(rows["plain"])
     for name, times in rows.items():
         print(f"{name:<22} {statistics.median(times):>9.3f} {min(times):>7.3f} {statistics.median(times) / base:>8.2f}")
+    _journal_records(store)
     return 0
+
+
+def _journal_records(folder: str, records: int = 2000) -> None:
+    """Milliseconds per trial user attribute written to a journal file (write, then read back)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from danlu.tuning.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kinds = {"optuna (fsync)": lambda p: JournalStorage(JournalFileBackend(p)),
+             "danlu": lambda p: open_storage(f"journal:{p}")}
+    print(f"\n{'journal record':<22} {'ms':>9}")
+    for name, make in kinds.items():
+        storage = make(str(Path(folder) / f"{name.split()[0]}.journal"))
+        trial = optuna.create_study(storage=storage).ask()
+        start = time.perf_counter()
+        for i in range(records):
+            storage.set_trial_user_attr(trial._trial_id, f"k{i % 20}", i)
+        print(f"{name:<22} {(time.perf_counter() - start) / records * 1e3:>9.3f}")
 
 
 if __name__ == "__main__":
