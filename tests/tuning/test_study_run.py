@@ -28,7 +28,7 @@ def _trials(store, name, stage=0):
     return sorted(load_optuna_study(storage, name, stage).get_trials(deepcopy=False), key=lambda t: t.number)
 
 
-def test_an_exploration_stores_runs_report_and_the_reproducing_command(store, synth_path, cli, capsys):
+def test_an_exploration_stores_runs_report_and_the_reproducing_command(store, synth_path, cli, capsys, monkeypatch):
     code = cli(str(synth_path), "--vary", "a=0..1", "b=0..1", "--trials", "6", "--name", "expl",
                "--prune", "none", "--store", str(store.root), "--json")
     captured = capsys.readouterr()
@@ -51,9 +51,14 @@ def test_an_exploration_stores_runs_report_and_the_reproducing_command(store, sy
         assert (store.run_dir(record.id) / image).stat().st_size > 1000
     assert store.list_reports(run_id=record.id, kind="study")
     # `danlu study show` prints the same study, with the command
+    from danlu.console import console
+
+    monkeypatch.setattr(console, "width", 80)
     assert cli("show", "expl", "--store", str(store.root)) == 0
     shown = capsys.readouterr().out
     assert "reproduce the best trial" in shown and "danlu train" in shown and "trials" in shown
+    # the command is longer than the 80-column console, and stays one line a user can paste
+    assert len(command) > 80 and command in [line.strip() for line in shown.splitlines()]
 
 
 def test_pruning_stops_the_trials_whose_loss_is_worse_and_never_before_min_resource(store, synth_path):

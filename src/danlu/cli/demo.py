@@ -122,5 +122,5 @@ def _demo_study(store, recipe_path: Path, trials: int = 12) -> None:
     report = study.run(get_executor(1), 1, console=console)
     print_report(report, console)
     if report.meta.get("command"):
-        console.print(f"reproduce the best trial: [bold]{escape(report.meta['command'])}[/]")
+        console.print(f"reproduce the best trial: [bold]{escape(report.meta['command'])}[/]", soft_wrap=True)
     console.print(f"see it again: danlu study show {escape(study.spec.name)}")

@@ -150,7 +150,9 @@ def _print(report, args, name: str, folder=None) -> int:
     else:
         print_report(report, console, folder=folder)
         if report.meta.get("command"):
-            console.print(f"\nreproduce the best trial:\n  [bold]{escape(report.meta['command'])}[/]")
+            console.print("\nreproduce the best trial:")
+            # one line, never broken: a command split at the terminal's width runs as two when pasted
+            console.print(f"  [bold]{escape(report.meta['command'])}[/]", soft_wrap=True)
         console.print(f"again with: danlu study show {escape(name)}")
     return 1 if report.status == "fail" else 0
 
