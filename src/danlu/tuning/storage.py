@@ -88,8 +88,9 @@ def _journal_file(path: str):
     """Optuna's journal file, each record appended under its lock and flushed to the operating
     system but not fsync'd: the durability the danlu store keeps (SQLite ``synchronous=NORMAL``):
     nothing is lost when a process is killed, the last records may be on a power loss. An fsync
-    per record cost 0.4-1 ms, and a trial writes about 20 (its parameters, reports, outcome):
-    more than training a small model's trial for 15 steps (benchmarks/trial_overhead.py)."""
+    per record cost 0.5-1.2 ms, and a trial writes about 20 (its parameters, reports, outcome):
+    10-25 ms, beside 21 ms of training in a 15-step screening trial of a small MLP
+    (benchmarks/trial_overhead.py prints the cost of a record with and without)."""
     from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
     class UnsyncedJournalFile(JournalFileBackend):
