@@ -172,3 +172,16 @@ def test_a_run_nobody_resumes_writes_last_pt_once_at_the_end(store, tiny_path, m
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
         assert (a["step"], a["epoch"]) == (b["step"], b["epoch"])
     assert once.summary["best_val_loss"] == kept.summary["best_val_loss"]
+
+
+@pytest.mark.parametrize("max_steps", [None, 8])   # to its end, and stopped mid-epoch (6 steps an epoch)
+def test_a_run_nothing_goes_on_from_keeps_no_last_pt(store, tiny_path, max_steps):
+    """keep_last=False (study trials that cannot be promoted): best.pt holds the weights, and
+    no last.pt is written, not even when the run stops mid-epoch."""
+    run = fit(load_recipe(tiny_path), store=store, progress=False, resumable=False, keep_last=False,
+              max_steps=max_steps)
+    folder = store.run_dir(run.run_id) / "checkpoints"
+    assert not (folder / "last.pt").exists()
+    assert (folder / "best.pt").exists()
+    kept = fit(load_recipe(tiny_path), store=store, progress=False, resumable=False, max_steps=max_steps)
+    assert (store.run_dir(kept.run_id) / "checkpoints" / "last.pt").exists()

@@ -324,6 +324,7 @@ def fit(
     monitor_resources: bool = True,
     resumable: bool = True,
     branch_from: str | None = None,
+    keep_last: bool = True,
 ) -> FitResult:
     """Train a recipe with full tracking; return the run's id, status and summary.
 
@@ -335,7 +336,9 @@ def fit(
     writes last.pt and best.pt once, when training ends (the best weights wait in memory),
     instead of at every epoch end: for runs nobody resumes, such as study trials (a lost
     trial is trained again), whose tiny epochs would otherwise spend a fifth of their time
-    writing checkpoints. `branch_from` names a stopped run whose last checkpoint a new run
+    writing checkpoints; with `keep_last=False` as well, no last.pt at all (a run nothing goes
+    on from: its weights are in best.pt, and last.pt would hold the optimizer's state too,
+    three times the weights with Adam). `branch_from` names a stopped run whose last checkpoint a new run
     goes on from with everything (weights, optimizer, schedule, step, RNG): it trains on as
     that run would have (on CPU the same curve as training from the start), with that
     run's curve up to the checkpoint copied in; a study's promoted exploration points.
@@ -434,6 +437,7 @@ def fit(
                               record=state.record).start() if monitor_resources and dist.main else None
     accumulate = max(1, int(recipe.accumulate))
     checkpoint_every = max(0, int(recipe.checkpoint_every))
+    write_last = resumable or keep_last
     batches_per_epoch = len(train_loader)
     agreed = False  # several processes: whether they all agreed to stop at the last agreement
     together = False  # the loop ended without an exception (in every process, when none raised)
@@ -482,7 +486,8 @@ def fit(
                     run.log({"val/probe_loss": state.probe_loss}, step=state.step)
                     state.record("val/probe_loss", state.step, state.probe_loss)
                     events.emit("on_probe_end", state)
-                if checkpoint_every and state.step % checkpoint_every == 0 and batch_in_epoch < batches_per_epoch:
+                if checkpoint_every and write_last and state.step % checkpoint_every == 0 \
+                        and batch_in_epoch < batches_per_epoch:
                     losses.flush(state, run)                   # the curve on disk never lags a checkpoint
                     _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch, step)
                 # Several processes stop only where they all agreed to (a stop one of them saw after the
@@ -493,7 +498,8 @@ def fit(
             losses.flush(state, run)
 
             if batch_in_epoch < batches_per_epoch:  # stopped mid-epoch: keep a resumable checkpoint
-                _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch, step)
+                if write_last:
+                    _checkpoint(ckpt_dir / "last.pt", state, epoch_start, batch_in_epoch, step)
                 if state.stop_reason is None:
                     state.stop("step budget reached (max_steps)", status="finished")
                 break
@@ -505,7 +511,7 @@ def fit(
                     state.stop("stopped together with the other processes")
             state.epoch = epoch + 1
             ending = state.stop_reason or state.epoch >= recipe.epochs or state.step >= total_steps
-            if resumable or ending:
+            if resumable or (ending and write_last):
                 _checkpoint(ckpt_dir / "last.pt", state, _epoch_start_state(train_loader), 0, step)
             if state.stop_reason and (agreed or not dist.active):
                 break

@@ -248,6 +248,12 @@ def test_tune_explores_in_rounds_that_each_keep_the_best_third(store, synth_path
     outcomes = {row[1]: row[2] for row in table.rows}
     assert {outcomes[t.user_attrs["promoted_from"]] for t in rounds[1] + rounds[2]} == {"promoted"}
     assert report.finding("H4").evidence["went_on"] == 4 and "went on" in report.finding("H4").summary
+    # only a screened trial, which a promoted point may go on from, keeps last.pt (optimizer and all)
+    def has_last(t):
+        return (store.run_dir(t.user_attrs["run_id"], create=False) / "checkpoints" / "last.pt").exists()
+
+    assert all(has_last(t) for t in rounds[0] + rounds[1])
+    assert not any(has_last(t) for t in rounds[2] + exploit)
 
 
 def test_a_point_that_went_on_trains_exactly_as_if_trained_from_the_start(store, synth_path):
