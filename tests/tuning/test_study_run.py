@@ -126,6 +126,18 @@ def test_stages_promote_the_best_third_and_print_an_eta(store, synth_path, capsy
     assert report.meta["best"]["stage"] == 2
 
 
+def test_a_stage_cut_to_a_step_budget_keeps_its_weights(store, synth_path):
+    """--stage-on steps: a first-stage trial stops before any epoch's end has put its weights in
+    best.pt, so it keeps last.pt (later stages' trials end at their epochs' ends: best.pt)."""
+    study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "3"}, trials=3, name="stepped",
+                      prune="none", stages=[0.1, 1.0], stage_on="steps")
+    study.run(Sequential())
+    for index in (0, 1):
+        for t in _trials(store, "stepped", index):
+            folder = store.run_dir(t.user_attrs["run_id"], create=False) / "checkpoints"
+            assert (folder / ("last.pt" if index == 0 else "best.pt")).exists(), (index, t.number)
+
+
 def test_bad_input_is_exit_code_2_with_the_fix(store, synth_path, cli, capsys):
     assert cli(str(synth_path), "--vary", "a=1..0", "--store", str(store.root)) == 2
     assert "LOW < HIGH" in capsys.readouterr().err

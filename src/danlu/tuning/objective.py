@@ -382,7 +382,9 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
                 note=f"study {spec.name}, stage {index + 1}, trial {trial.number}", device=spec.device,
                 callbacks=[callback], progress=False, max_steps=stage.get("max_steps"), resumable=False,
                 data_fraction=float(stage.get("data_fraction", 1.0)), branch_from=branch,
-                keep_last=callback.stop_at is not None,  # only a screened point goes on from its last.pt
+                # a screened point goes on from its last.pt; a stage cut to a step budget may end before
+                # any epoch's end has put the weights in best.pt
+                keep_last=callback.stop_at is not None or stage.get("max_steps") is not None,
             )
         except Exception as exc:  # a failing trial must not end the study
             error = f"{type(exc).__name__}: {exc}"
