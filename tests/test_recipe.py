@@ -157,3 +157,20 @@ def test_imported_recipe_subclasses_do_not_count(tmp_path):
     path = _write(tmp_path, "from base_recipe import Base\nclass Child(Base):\n    v: int = 2\n", "child.py")
     cls = load_recipe_class(path)
     assert cls.__name__ == "Child" and set(cls.fields()) >= {"w", "v"}
+
+
+def test_default_metrics_read_a_tuple_or_dict_output_at_its_prediction():
+    """An RNN returns (output, hidden), a Hugging Face model a dict with logits: the default
+    accuracy reads the prediction instead of crashing the run on `.argmax` of a tuple."""
+    import danlu
+
+    class Plain(danlu.Recipe):
+        pass
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    target = torch.tensor([0, 1, 1])
+    hidden = (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
+    plain = Plain().metrics(logits, target)
+    assert plain == {"acc": pytest.approx(2 / 3)}
+    assert Plain().metrics((logits, hidden), target) == plain
+    assert Plain().metrics({"loss": torch.tensor(0.1), "logits": logits}, target) == plain

@@ -171,8 +171,15 @@ class Recipe:
     def metrics(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         """Batch metrics, averaged over the validation set weighted by batch size.
 
-        Classification: accuracy. Regression: mean absolute error.
+        Classification: accuracy. Regression: mean absolute error. A tuple or list output (an
+        RNN's ``(output, hidden)``) is read at its first element, a dict at ``logits``.
         """
+        if isinstance(output, dict):
+            output = output.get("logits", next(iter(output.values()), None))
+        while isinstance(output, (tuple, list)) and output:
+            output = output[0]
+        if not isinstance(output, torch.Tensor):
+            return {}
         if self.task == "regression":
             return {"mae": (output.reshape(target.shape) - target).abs().mean().item()}
         return {"acc": (output.argmax(-1) == target).float().mean().item()}

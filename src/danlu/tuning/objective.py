@@ -509,6 +509,24 @@ def steps_spent(study, per_trial: int) -> int:
     return spent
 
 
+#: A tune stage stops asking for new trials once this many in a row failed before their first
+#: step: a budget counted in steps is never spent by trials that train none.
+FAILED_IN_A_ROW = 10
+
+
+def failing_from_the_start(study) -> bool:
+    """Whether the last FAILED_IN_A_ROW finished trials all failed without training a step (the
+    recipe breaks whatever the hyperparameters: seen with a model whose output the default
+    metrics could not read, 5,385 failed trials in 20 minutes)."""
+    from optuna.trial import TrialState
+
+    ended = [t for t in study.get_trials(deepcopy=False)
+             if t.state not in (TrialState.RUNNING, TrialState.WAITING) and "seeded_from" not in t.user_attrs]
+    last = sorted(ended, key=lambda t: t.number)[-FAILED_IN_A_ROW:]
+    return len(last) == FAILED_IN_A_ROW and all(
+        t.state == TrialState.FAIL and not int(t.user_attrs.get("steps") or 0) for t in last)
+
+
 def next_trial(study, stage: dict[str, Any]):
     """The next trial for this worker: a queued one, else (model-based stages) a new one
     while the stage's target is not met, else (tune stages) a TPE trial while the step
@@ -523,6 +541,8 @@ def next_trial(study, stage: dict[str, Any]):
         # a new trial must be able to reach its first rung (pruning) or its end (no pruning)
         needs = int(stage.get("min_resource") or per_trial) if stage.get("prunes", True) else per_trial
         if int(stage["step_budget"]) - steps_spent(study, per_trial) < min(needs, per_trial):
+            return None
+        if failing_from_the_start(study):
             return None
         trial = study.ask()
         trial.set_user_attr("phase", "exploit")

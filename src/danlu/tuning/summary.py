@@ -152,6 +152,13 @@ def study_report(study, recipe_cls=None) -> Report:
     counts = A.outcomes([t for ts in stage_trials for t in ts])
     total = sum(counts.values())
     bad = counts["diverged"] + counts["nan"] + counts["failed"]
+    errors = [str(t.user_attrs.get("reason") or "") for ts in stage_trials for t in ts
+              if t.user_attrs.get("outcome") == "failed" and not int(t.user_attrs.get("steps") or 0)]
+    common = max(set(errors), key=errors.count) if errors else ""
+    errored_params = next((dict(t.params) for ts in stage_trials for t in ts
+                           if str(t.user_attrs.get("reason") or "") == common and common), {})
+    crashed = (f"{errors.count(common)} trials raised before their first step: {common[:200]}"
+               if common and errors.count(common) * 2 >= counts["failed"] else "")
     frac = bad / total if total else 0.0
     status = "fail" if total and bad == total else "warn" if frac > 0.25 else "pass"
     findings.append(Finding(
@@ -160,8 +167,11 @@ def study_report(study, recipe_cls=None) -> Report:
         f"({counts['diverged']} diverged, {counts['nan']} NaN, {counts['failed']} failed)"
         + (f"; {counts['crashed']} lost to a dead worker were re-run" if counts["crashed"] else ""),
         evidence=counts,
-        cause="" if status == "pass" else "part of the space trains unstably (often a learning rate range reaching too high)",
-        fix="" if status == "pass" else "narrow the range that the failed trials share, or look at one with `danlu show RUN`",
+        cause="" if status == "pass" else (crashed or "part of the space trains unstably (often a learning rate "
+                                                      "range reaching too high)"),
+        fix="" if status == "pass" else (
+            f"train one alone to see the traceback: `{reproduce_command(spec, errored_params)}`" if crashed
+            else "narrow the range that the failed trials share, or look at one with `danlu show RUN`"),
     ))
     steps_used = sum(int(t.user_attrs.get("steps") or 0) for ts in stage_trials for t in ts)
     if spec.prune != "none":
