@@ -403,7 +403,8 @@ def test_the_plan_says_so_when_trials_are_too_short_to_prune():
 def test_a_recipe_that_raises_before_its_first_step_ends_the_study_and_says_why(store, tmp_path, synth_path):
     """Failed trials spend no steps, so a step budget alone would never end the study (seen:
     5,385 failed trials in 20 minutes). After FAILED_IN_A_ROW such failures it stops, and T2
-    quotes the error and the command that shows its traceback."""
+    quotes the error and the command that shows its traceback. The error names the point (as a
+    shape mismatch names the layer's width): the same error at every point is still one error."""
     from danlu.tuning.objective import FAILED_IN_A_ROW
 
     (tmp_path / "broken.py").write_text(
@@ -412,11 +413,12 @@ def test_a_recipe_that_raises_before_its_first_step_ends_the_study_and_says_why(
         "from synth import Synth\n\n"
         "class Broken(Synth):\n"
         "    def forward(self, model, batch):\n"
-        "        raise ValueError('the recipe is broken')\n")
+        "        raise ValueError(f'the recipe is broken at a={self.a}, width {int(self.a * 100)}')\n")
     study = new_study(store, f"{tmp_path / 'broken.py'}:Broken", ["a=0..1"], fixed={"epochs": "3"}, trials=4,
                       name="broken", prune="asha", min_resource=2)
     report = study.run(Sequential())
     trials = _trials(store, "broken")
     assert len(trials) == FAILED_IN_A_ROW and all(t.state == TrialState.FAIL for t in trials)
     t2 = report.finding("T2")
-    assert t2.status == "fail" and "the recipe is broken" in t2.cause and "danlu train" in t2.fix
+    assert t2.status == "fail" and "the recipe is broken at a=" in t2.cause and "danlu train" in t2.fix
+    assert t2.cause.startswith(f"{FAILED_IN_A_ROW} trials raised before their first step")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,13 +153,15 @@ def study_report(study, recipe_cls=None) -> Report:
     counts = A.outcomes([t for ts in stage_trials for t in ts])
     total = sum(counts.values())
     bad = counts["diverged"] + counts["nan"] + counts["failed"]
-    errors = [str(t.user_attrs.get("reason") or "") for ts in stage_trials for t in ts
+    raised = [t for ts in stage_trials for t in ts
               if t.user_attrs.get("outcome") == "failed" and not int(t.user_attrs.get("steps") or 0)]
-    common = max(set(errors), key=errors.count) if errors else ""
-    errored_params = next((dict(t.params) for ts in stage_trials for t in ts
-                           if str(t.user_attrs.get("reason") or "") == common and common), {})
-    crashed = (f"{errors.count(common)} trials raised before their first step: {common[:200]}"
-               if common and errors.count(common) * 2 >= counts["failed"] else "")
+    kinds = [_error_kind(str(t.user_attrs.get("reason") or "")) for t in raised]
+    common = max(set(kinds), key=kinds.count) if kinds else ""
+    first = next((t for t, kind in zip(raised, kinds) if kind == common and common), None)
+    errored_params = dict(first.params) if first is not None else {}
+    crashed = (f"{kinds.count(common)} trials raised before their first step: "
+               f"{str(first.user_attrs.get('reason'))[:200]}"
+               if first is not None and kinds.count(common) * 2 >= counts["failed"] else "")
     frac = bad / total if total else 0.0
     status = "fail" if total and bad == total else "warn" if frac > 0.25 else "pass"
     findings.append(Finding(
@@ -230,6 +233,12 @@ def study_report(study, recipe_cls=None) -> Report:
     meta["basis"] = comp.describe()
     return Report(kind="study", title=f"study {spec.name}: {spec.mode}, {total} trials", findings=findings,
                   tables=tables, images=images, meta=meta)
+
+
+def _error_kind(message: str) -> str:
+    """An error message with its numbers blanked: trials that raised the same error at different
+    points ("shapes 32x4 and 8x56", "32x4 and 8x11") count as one error (T2)."""
+    return re.sub(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", message)
 
 
 def phase_of(trial) -> str:
