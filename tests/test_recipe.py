@@ -174,3 +174,28 @@ def test_default_metrics_read_a_tuple_or_dict_output_at_its_prediction():
     assert plain == {"acc": pytest.approx(2 / 3)}
     assert Plain().metrics((logits, hidden), target) == plain
     assert Plain().metrics({"loss": torch.tensor(0.1), "logits": logits}, target) == plain
+
+
+def test_default_metrics_score_what_they_can_read_and_never_crash_on_what_they_cannot():
+    """A mean-and-variance regression head (Gaussian NLL) or binary logits of unknown kind get no
+    default metric instead of a crash at the first validation; flattened sequence labels and
+    one-hot labels are read."""
+    import danlu
+
+    class Regress(danlu.Recipe):
+        task = "regression"
+
+    class Classify(danlu.Recipe):
+        pass
+
+    y = torch.tensor([[0.5], [1.0], [-1.0]])
+    assert Regress().metrics(torch.tensor([0.5, 2.0, -1.0]), y) == {"mae": pytest.approx(1 / 3)}
+    assert Regress().metrics(torch.zeros(3, 2), y) == {}                  # mean and log-variance
+    seq = torch.zeros(4, 2, 5)                                              # (time, batch, vocabulary)
+    seq[..., 3] = 1.0
+    labels = torch.tensor([3, 3, 3, 3, 3, 3, 0, 0])                         # flattened, as the loss reads them
+    assert Classify().metrics(seq, labels) == {"acc": pytest.approx(0.75)}
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    assert Classify().metrics(logits, torch.tensor([[1.0, 0.0], [1.0, 0.0]])) == {"acc": pytest.approx(0.5)}
+    assert Classify().metrics(torch.tensor([1.5, -0.3]), torch.tensor([1.0, 0.0])) == {}   # binary logits
+    assert Classify().metrics(logits, torch.tensor([0, 1, 1])) == {}      # labels that do not match

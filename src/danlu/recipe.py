@@ -172,17 +172,25 @@ class Recipe:
         """Batch metrics, averaged over the validation set weighted by batch size.
 
         Classification: accuracy. Regression: mean absolute error. A tuple or list output (an
-        RNN's ``(output, hidden)``) is read at its first element, a dict at ``logits``.
+        RNN's ``(output, hidden)``) is read at its first element, a dict at ``logits``. An output
+        these cannot be read from (a regression head that predicts a mean and a variance, logits
+        for a custom loss) gives no metrics: a default never stops a training it cannot score.
         """
         if isinstance(output, dict):
             output = output.get("logits", next(iter(output.values()), None))
         while isinstance(output, (tuple, list)) and output:
             output = output[0]
-        if not isinstance(output, torch.Tensor):
+        if not isinstance(output, torch.Tensor) or not isinstance(target, torch.Tensor) or output.dim() == 0:
             return {}
         if self.task == "regression":
+            if output.numel() != target.numel():
+                return {}
             return {"mae": (output.reshape(target.shape) - target).abs().mean().item()}
-        return {"acc": (output.argmax(-1) == target).float().mean().item()}
+        if output.dim() >= 2 and output.shape[-1] > 1 and output.shape == target.shape and target.is_floating_point():
+            target = target.argmax(-1)   # one-hot or soft labels
+        if target.is_floating_point() or output.shape[:-1].numel() != target.numel():
+            return {}   # binary logits of unknown kind, or an output that does not match the labels
+        return {"acc": (output.argmax(-1).reshape(target.shape) == target).float().mean().item()}
 
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the model on a batch; return (output, target)."""
