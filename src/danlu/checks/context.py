@@ -361,6 +361,12 @@ class Context:
     def loss(self, output: Any, target: Any) -> torch.Tensor:
         return self.recipe.loss(output, target)
 
+    @property
+    def default_loss(self) -> bool:
+        """Whether the recipe trains with danlu's own loss (cross-entropy or MSE), not one it wrote:
+        only then do the output's and the target's shapes have to agree as those losses need."""
+        return type(self.recipe).loss is Recipe.loss
+
 
 def loader_batch_size(loader: Any) -> int | None:
     """A DataLoader's batch size, also when a batch_sampler sets it (the loader then says None)."""

@@ -95,6 +95,16 @@ def test_s7_mse_broadcast_fails():
     assert f.evidence["output_shape"] == [32, 1] and f.evidence["target_shape"] == [32]
 
 
+def test_s7_a_custom_loss_that_mixes_samples_through_a_broadcast_fails():
+    """A mean-and-variance head is not a bug (model_gaussian_nll passes); its loss comparing mean [B,1]
+    with target [B] is: every sample's gradient then depends on the other samples' targets."""
+    f = finding(check("gaussian_nll_broadcast", "S7"), "S7")
+    assert f.status == "fail" and "the loss mixes samples" in f.summary and "[B,B]" in f.cause
+    assert f.evidence["loss_couples_samples"] is True
+    clean = finding(check("model_gaussian_nll", "S7,S13"), "S7")
+    assert clean.status == "pass" and clean.evidence["loss_couples_samples"] is False
+
+
 def test_s7_and_s4_sum_reduced_loss_fail():
     report = check("sum_loss", "S7,S4")
     s7, s4 = finding(report, "S7"), finding(report, "S4")

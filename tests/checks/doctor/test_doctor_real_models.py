@@ -5,7 +5,8 @@ ResNet and a VisionTransformer on small images, a VAE (tuple output, sampling by
 word-level LSTM language model (SGD at lr 20 with clipping, outputs [B, T, V]), a GRU
 classifier that learns slowly at the default learning rate, a binary MLP with BCE on float
 targets, a regression MLP, a transformer encoder for sequence classification, a per-pixel
-segmentation head and a model with a dict of heads. Each runs every check once (cached).
+segmentation head, a model with a dict of heads and a mean-and-variance regression head trained
+with Gaussian NLL (output [B, 2] against target [B, 1], losses below 0). Each runs every check once (cached).
 No check may fail or crash on them; every warning that remains is named and justified here.
 """
 
@@ -21,7 +22,7 @@ from danlu.checks.doctor.s2_s3_overfit import OverfitBatch
 from danlu.recipe import load_recipe
 
 MODELS = ["model_resnet", "model_vit", "model_vae", "model_lstm_lm", "model_word_lm", "model_gru", "model_binary",
-          "model_regression", "model_transformer", "model_segmentation", "model_dict_heads"]
+          "model_regression", "model_transformer", "model_segmentation", "model_dict_heads", "model_gaussian_nll"]
 
 #: Warnings a practitioner would agree with, and why.
 JUSTIFIED = {

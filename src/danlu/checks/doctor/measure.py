@@ -14,8 +14,8 @@ from danlu.batches import INPUT_KEYS, input_key
 from danlu.checks.base import SkipCheck
 from danlu.outputs import class_layout
 
-__all__ = ["scalar", "close", "tensor_output", "accuracy", "per_sample_losses", "split", "with_inputs",
-           "unregistered_modules"]
+__all__ = ["scalar", "close", "tensor_output", "accuracy", "per_sample_losses", "couples_samples", "split",
+           "with_inputs", "unregistered_modules"]
 
 
 def scalar(loss: Any) -> float:
@@ -63,6 +63,32 @@ def per_sample_losses(ctx, output: Any, target: Any) -> list[float] | None:
     except Exception:
         return None
     return values if all(math.isfinite(v) for v in values) else None
+
+
+def couples_samples(loss_fn, output: torch.Tensor, target: torch.Tensor) -> bool | None:
+    """Whether the loss's gradient for sample 0's output moves when only the other samples'
+    targets change: a loss that compares every output with every target (shapes that broadcast
+    [B,1] against [B]) does, a per-sample loss of any output layout (a mean and a variance
+    against one target) does not. None when it cannot be told (a batch under 2, a loss that fails)."""
+    if output.dim() == 0 or output.shape[0] < 2 or target.dim() == 0 or target.shape[0] != output.shape[0] \
+            or not target.is_floating_point():
+        return None
+    others = target.clone()
+    others[1:] = others[1:] + 1.0 + others[1:].abs()
+
+    def grad(t: torch.Tensor) -> torch.Tensor:
+        out = output.detach().float().clone().requires_grad_(True)
+        with torch.enable_grad():
+            value = loss_fn(out, t)
+            value = value.mean() if isinstance(value, torch.Tensor) else value
+            (g,) = torch.autograd.grad(value, out)
+        return g[0]
+
+    try:
+        first, second = grad(target), grad(others)
+    except Exception:
+        return None
+    return not torch.allclose(first, second, rtol=1e-5, atol=1e-8)
 
 
 def split(batch: Any) -> tuple[torch.Tensor, Any]:

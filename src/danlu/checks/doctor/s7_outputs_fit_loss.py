@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from danlu.checks.base import Check, register
-from danlu.checks.doctor.measure import close, scalar, tensor_output
+from danlu.checks.doctor.measure import close, couples_samples, scalar, tensor_output
 from danlu.outputs import class_layout
 from danlu.report import Finding
 
@@ -32,8 +32,11 @@ class OutputsFitLoss(Check):
     How: runs the fresh model in eval mode on a batch; tests whether the outputs are
     probabilities (in [0, 1], summing to 1 over dim 1) or sigmoids, and whether the
     recipe's loss equals cross_entropy / nll_loss / BCE-with-logits applied to them;
-    compares the loss with the loss on the output reshaped to the target's shape; and
-    compares the batch loss with the mean of per-sample losses (a ratio equal to the
+    compares the loss with the loss on the output reshaped to the target's shape; for
+    outputs with more values than the target (a regression head), asks whether sample 0's
+    gradient moves when only the other samples' targets change (a loss that broadcasts
+    [B,1] against [B] inside does; a mean-and-variance head's own NLL does not, and passes);
+    and compares the batch loss with the mean of per-sample losses (a ratio equal to the
     batch size means a sum).
     Thresholds: losses are "equal" within a relative 1e-4; a sum is a batch/per-sample
     ratio within 10% of the batch size (batch >= 4); ReLU-clipping warns when outputs are
@@ -183,6 +186,20 @@ class OutputsFitLoss(Check):
                     "the batch mean",
                     "make the shapes equal: output.squeeze(-1) or target.unsqueeze(-1) (or view(target.shape))",
                 ))
+            return
+        coupled = couples_samples(ctx.loss, output, target)
+        if coupled is not None:
+            ev["loss_couples_samples"] = coupled
+        if coupled:
+            problems.append((
+                "fail", f"the loss mixes samples: output {list(output.shape)} against target {list(target.shape)}, "
+                "sample 0's gradient changes when only the other samples' targets do",
+                "shapes broadcast inside the loss ([B,1] against [B] gives [B,B]): every output is pulled toward "
+                "every target, and the model learns the batch mean",
+                "make the shapes equal where the loss compares them (target.unsqueeze(-1), or output[:, 0])",
+            ))
+            return
+        if not ctx.default_loss:   # the recipe's own loss reads several values per sample (a mean and a variance)
             return
         try:
             shape = torch.broadcast_shapes(output.shape, target.shape)
