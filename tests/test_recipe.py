@@ -179,7 +179,7 @@ def test_default_metrics_read_a_tuple_or_dict_output_at_its_prediction():
 def test_default_metrics_score_what_they_can_read_and_never_crash_on_what_they_cannot():
     """A mean-and-variance regression head (Gaussian NLL) or binary logits of unknown kind get no
     default metric instead of a crash at the first validation; flattened sequence labels and
-    one-hot labels are read."""
+    one-hot labels are read; multi-hot labels are not scored by top-1 accuracy."""
     import danlu
 
     class Regress(danlu.Recipe):
@@ -197,5 +197,6 @@ def test_default_metrics_score_what_they_can_read_and_never_crash_on_what_they_c
     assert Classify().metrics(seq, labels) == {"acc": pytest.approx(0.75)}
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     assert Classify().metrics(logits, torch.tensor([[1.0, 0.0], [1.0, 0.0]])) == {"acc": pytest.approx(0.5)}
+    assert Classify().metrics(logits, torch.tensor([[1.0, 1.0], [0.0, 1.0]])) == {}   # multi-hot labels
     assert Classify().metrics(torch.tensor([1.5, -0.3]), torch.tensor([1.0, 0.0])) == {}   # binary logits
     assert Classify().metrics(logits, torch.tensor([0, 1, 1])) == {}      # labels that do not match

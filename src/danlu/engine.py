@@ -27,7 +27,7 @@ from danlu.device import resolve_device, to_device
 from danlu.distributed import Dist
 from danlu.events import EVENTS, Callback, Event, check_hooks
 from danlu.monitor import DataWait, ResourceMonitor
-from danlu.recipe import Recipe, recipe_source, recipe_spec
+from danlu.recipe import Recipe, recipe_source, recipe_spec, uses_default_loss
 from danlu.repro import rng_state, set_rng_state
 from danlu.step import TrainStep, prepare
 from danlu.store.base import RunStatus, Store
@@ -409,7 +409,7 @@ def fit(
 
         state = FitState(recipe=recipe, run=run, model=model, optimizer=optimizer, scheduler=scheduler, dist=dist,
                          device=device, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                         baseline_loss=_baseline_loss(train, recipe.task), resumable=resumable,
+                         baseline_loss=_baseline_loss(train, recipe), resumable=resumable,
                          val_loader=val_loader)
         start_epoch, skip_batches = 0, 0
         if checkpoint is not None:
@@ -654,14 +654,19 @@ def _end_epoch(state: FitState, recipe: Recipe, val_loader, ckpt_dir: Path, run:
             )
 
 
-def _baseline_loss(train, task: str) -> float | None:
-    """Majority-class (or mean-predictor) loss from up to 2,000 training targets; RNG untouched."""
+def _baseline_loss(train, recipe: Recipe) -> float | None:
+    """Majority-class (or mean-predictor) loss from up to 2,000 training targets; RNG untouched.
+    None for a regression recipe with a loss of its own (Gaussian NLL, BCE on multi-hot tags, L1):
+    the target's variance is not in that loss's units, and comparing them cried "learning little"
+    on healthy models. A classification recipe's own loss is nearly always a cross-entropy."""
     from danlu.baseline import baseline_loss, dataset_targets
 
+    if recipe.task == "regression" and not uses_default_loss(recipe):
+        return None
     saved = rng_state()
     try:
         targets = dataset_targets(train, max_items=2000)
-        return None if targets is None else baseline_loss(targets, task)
+        return None if targets is None else baseline_loss(targets, recipe.task)
     except Exception:  # a baseline is a nicety; never stop training for it
         return None
     finally:

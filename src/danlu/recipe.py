@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from danlu.errors import HyperparameterError, RecipeError, user_frame
 
-__all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "infer_task", "recipe_spec",
+__all__ = ["Recipe", "load_recipe", "load_recipe_class", "parse_overrides", "infer_task", "uses_default_loss", "recipe_spec",
            "recipe_source", "check_data", "check_model", "check_values"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -187,6 +187,8 @@ class Recipe:
                 return {}
             return {"mae": (output.reshape(target.shape) - target).abs().mean().item()}
         if output.dim() >= 2 and output.shape[-1] > 1 and output.shape == target.shape and target.is_floating_point():
+            if not (target.min() >= 0 and torch.allclose(target.sum(-1), torch.ones(()), atol=1e-3)):
+                return {}   # multi-hot labels (several classes per sample): top-1 accuracy means nothing
             target = target.argmax(-1)   # one-hot or soft labels
         if target.is_floating_point() or output.shape[:-1].numel() != target.numel():
             return {}   # binary logits of unknown kind, or an output that does not match the labels
@@ -238,6 +240,13 @@ class Recipe:
                 "'regression' or leave it unset to infer it from the targets."
             )
         return self.task
+
+
+def uses_default_loss(recipe: Recipe) -> bool:
+    """Whether the recipe trains with danlu's own loss (cross-entropy or MSE) rather than one it
+    wrote: only then are the class-prior and mean-predictor baselines in the loss's units, and
+    must the output's shape match the target's as those losses need."""
+    return type(recipe).loss is Recipe.loss
 
 
 def infer_task(dataset: Dataset) -> str:

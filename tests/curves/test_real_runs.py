@@ -55,3 +55,44 @@ def test_digits_defaults_learn_normally(store, digits_path):
     assert report.meta["regime"] == "learning" and report.status == "pass", report.meta["text"]
     assert lines == [] and res.status == "finished"
     assert store.get_run(res.run_id).summary["diagnosis"] == "learning"
+
+
+MULTI_LABEL = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+import danlu
+
+class Tags(danlu.Recipe):
+    lr: float = 3e-3
+    epochs: int = 6
+
+    def data(self):
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(800, 12, generator=g)
+        y = ((x @ torch.randn(12, 5, generator=g) + 0.5 * torch.randn(800, 5, generator=g)) > 0.3).float()
+        return TensorDataset(x[:640], y[:640]), TensorDataset(x[640:], y[640:])
+
+    def model(self):
+        return nn.Sequential(nn.Linear(12, 64), nn.ReLU(), nn.Linear(64, 5))
+
+    def loss(self, output, target):
+        return F.binary_cross_entropy_with_logits(output, target)
+
+class TagsAsRegression(Tags):
+    loss = danlu.Recipe.loss   # the same targets regressed with danlu's MSE
+'''
+
+
+def test_a_healthy_multi_label_model_is_not_learning_little(store, tmp_path):
+    """Multi-hot float targets read as regression: the targets' variance (0.247) is no yardstick for
+    its BCE (0.40 at its best), which cried "learning little". A recipe's own regression loss has no
+    known baseline; danlu's MSE on the same targets keeps one."""
+    path = tmp_path / "tags.py"
+    path.write_text(MULTI_LABEL)
+    own = fit(load_recipe(f"{path}:Tags"), store=store, progress=False, capture=False)
+    assert own.summary.get("baseline_loss") is None
+    assert diagnose_run(store, own.run_id, plot=False).meta["regime"] != "learning_little"
+    mse = fit(load_recipe(f"{path}:TagsAsRegression"), store=store, progress=False, capture=False)
+    assert mse.summary["baseline_loss"] == pytest.approx(0.247, abs=0.01)

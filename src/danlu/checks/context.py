@@ -27,7 +27,7 @@ from danlu.checks.base import DependencyFailed, SkipCheck
 from danlu.device import to_device
 from danlu.errors import RecipeError, user_frame
 from danlu.outputs import class_layout
-from danlu.recipe import Recipe
+from danlu.recipe import Recipe, uses_default_loss
 from danlu.repro import seed_everything
 from danlu.step import TrainStep
 
@@ -363,9 +363,8 @@ class Context:
 
     @property
     def default_loss(self) -> bool:
-        """Whether the recipe trains with danlu's own loss (cross-entropy or MSE), not one it wrote:
-        only then do the output's and the target's shapes have to agree as those losses need."""
-        return type(self.recipe).loss is Recipe.loss
+        """Whether the recipe trains with danlu's own loss (danlu.recipe.uses_default_loss)."""
+        return uses_default_loss(self.recipe)
 
 
 def loader_batch_size(loader: Any) -> int | None:
