@@ -40,6 +40,14 @@ def digits_split(n: int = 600, val: int = 150, raw: bool = False):
     return TensorDataset(x[val:], y[val:]), TensorDataset(x[:val], y[:val])
 
 
+def linear_regression_split(n: int = 400, val: int = 100):
+    """Train/val TensorDatasets of 8 features and a float target [N] = x0 - x1/2 + small noise."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g)
+    y = x[:, 0] - 0.5 * x[:, 1] + 0.1 * torch.randn(n, generator=g)
+    return TensorDataset(x[: n - val], y[: n - val]), TensorDataset(x[n - val:], y[n - val:])
+
+
 def small_cnn(channels: int = 8, hidden: int = 32, classes: int = 10, dropout: float = 0.0,
               batchnorm: bool = False) -> nn.Sequential:
     """A two-conv CNN for 1x8x8 inputs (optionally with batch-norm and dropout)."""

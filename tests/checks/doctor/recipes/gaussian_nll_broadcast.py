@@ -1,9 +1,8 @@
 """Planted bug (S7): a mean-and-variance head whose hand-written Gaussian NLL compares mean [B,1] with
 target [B]: the loss broadcasts to [B,B] and pulls every sample toward every target."""
 
-import torch
+from _doctor_common import linear_regression_split
 from torch import nn
-from torch.utils.data import TensorDataset
 
 import danlu
 
@@ -12,10 +11,7 @@ class GaussianNllBroadcast(danlu.Recipe):
     task = "regression"
 
     def data(self):
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(400, 8, generator=g)
-        y = x[:, 0] - 0.5 * x[:, 1] + 0.1 * torch.randn(400, generator=g)
-        return TensorDataset(x[:300], y[:300]), TensorDataset(x[300:], y[300:])
+        return linear_regression_split()
 
     def model(self):
         return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
