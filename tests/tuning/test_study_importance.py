@@ -105,6 +105,17 @@ def test_best_at_the_edge_of_its_range_is_flagged_with_a_wider_range():
     assert A.edges(A.Point(0, {"lr": 1e-3, "b": 0.5}, 0.1), space) == []
 
 
+def test_a_fraction_at_the_top_of_its_range_is_widened_short_of_1():
+    """dropout=0..0.5 with its best at 0.49 (seen on a word LM): the fix said --vary dropout=0.0..1.0,
+    a dropout that zeroes every unit. A range inside [0, 1) widens halfway to 1; others double."""
+    space = parse_vary(["dropout=0..0.5", "momentum=0.8..0.99", "shift=-1..1"])
+    best = A.Point(0, {"dropout": 0.49, "momentum": 0.985, "shift": 0.98}, 0.1)
+    fixes = {e.name: e.fix(space.get(e.name)) for e in A.edges(best, space)}
+    assert fixes["dropout"] == "widen the range: --vary dropout=0.0..0.75"
+    assert fixes["momentum"] == "widen the range: --vary momentum=0.8..0.995"
+    assert fixes["shift"] == "widen the range: --vary shift=-1.0..3.0"
+
+
 def test_isolation_takes_the_best_trial_per_bucket():
     space = parse_vary(["bs=16,32,64", "a=0..1"])
     pts = [A.Point(0, {"bs": 16, "a": 0.9}, 3.0), A.Point(1, {"bs": 16, "a": 0.3}, 1.0),

@@ -99,6 +99,8 @@ class Edge:
             lo2, hi2 = (lo - width, hi) if self.side == "low" else (lo, hi + width)
             if lo >= 0 and lo2 < 0:
                 lo2 = 0.0
+            if lo >= 0 and hi < 1 and hi2 >= 1:   # a fraction (dropout, momentum): halfway to 1, never 1
+                hi2 = round((hi + 1) / 2, 6)
         new = Param(param.name, param.kind, low=type(param.low)(lo2) if param.kind == "int" else lo2,
                     high=type(param.high)(hi2) if param.kind == "int" else hi2, log=param.log)
         return f"widen the range: --vary {new.token()}"
