@@ -115,6 +115,15 @@ def test_plateau_fix_depends_on_the_lr(synth):
     assert "Lower the LR" in big.fix
 
 
+def test_a_plateau_reached_by_falling_to_the_baseline_asks_for_s5_then_patience(synth):
+    """It learned the class frequencies and no more: a model blind to its inputs, or a language model
+    at its unigram entropy that needs more steps (seen: pytorch/examples' word LM after one epoch).
+    Lowering the LR, the flat-from-the-start fix, is the last thing to try."""
+    f = _regimes(diagnose(synth.stuck_at_baseline()))["plateau"]
+    assert f.fix.startswith("It fell ") and "% to the majority baseline" in f.fix and "S5" in f.fix and "train longer" in f.fix
+    assert f.fix.index("S5") < f.fix.index("train longer") < f.fix.index("lower the LR")
+
+
 def test_nan_names_the_first_step_and_the_last_finite_value(synth):
     f = _regimes(diagnose(synth.with_nan(at=600)))["nan"]
     assert f.evidence["since_step"] == 600 and f.evidence["last_finite_step"] == 599

@@ -427,7 +427,9 @@ class Plateau(DiagnosisRule):
     How: training flat over the last PLATEAU_WINDOW, fell less than PLATEAU_MIN_DROP overall
     (or is within LEARNED_MARGIN of the baseline), validation not falling; waits for
     PLATEAU_MIN_POINTS points.
-    Fix: depends on the LR: ≤ TINY_LR raise it, else lower it or change the batch size.
+    Fix: depends on the LR: ≤ TINY_LR raise it; at the baseline after falling to it (it
+    learned the class frequencies: a language model at its unigram entropy), train longer
+    first; else lower it or change the batch size.
     """
 
     name, practice, title = "plateau", "T2", "plateau"
@@ -459,6 +461,13 @@ class Plateau(DiagnosisRule):
         if len(lr) and lr.max() <= TINY_LR:
             fix = (f"The LR (max {lr.max():.1e}) is tiny: raise it ×5–10 and retry (T4: slow → ×5–10), "
                    "or find one with `danlu lr RECIPE`.")
+        elif at_base and drop >= PLATEAU_MIN_DROP:
+            # it learned the class frequencies and nothing more yet: a language model sits at its
+            # unigram entropy for hundreds of steps before it learns from the context
+            fix = (f"It fell {drop * 100:.0f}% to the {baseline_name(curves)} (it learned how often each class is) "
+                   "and no further: run `danlu check` (S5 tells whether the model uses its inputs); if it "
+                   "does, train longer (a language model sits at its unigram entropy for hundreds of steps "
+                   "before it learns from the context), then lower the LR (÷3–10) (T2).")
         else:
             fix = (f"Lower the LR (÷3–10) or change the batch size (T2); if the loss sits at the "
                    f"{baseline_name(curves)} from the start, check that labels reach the loss and gradients "
