@@ -422,3 +422,22 @@ def test_a_recipe_that_raises_before_its_first_step_ends_the_study_and_says_why(
     t2 = report.finding("T2")
     assert t2.status == "fail" and "the recipe is broken at a=" in t2.cause and "danlu train" in t2.fix
     assert t2.cause.startswith(f"{FAILED_IN_A_ROW} trials raised before their first step")
+
+
+def test_trials_that_raise_at_their_first_validation_count_their_steps(store, tmp_path, synth_path):
+    """A recipe whose metrics raise trains to its first epoch end, then fails: those steps are spent
+    (the budget ends the study), and T2 says the trials raised in training, not before it."""
+    (tmp_path / "badval.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(synth_path.parent)!r})\n"
+        "from synth import Synth\n\n"
+        "class BadVal(Synth):\n"
+        "    def metrics(self, output, target):\n"
+        "        raise RuntimeError(f'my metric is broken at a={self.a}')\n")
+    study = new_study(store, f"{tmp_path / 'badval.py'}:BadVal", ["a=0..1"], fixed={"epochs": "3"}, trials=4,
+                      name="badval", prune="asha", min_resource=2)
+    report = study.run(Sequential())
+    trials = _trials(store, "badval")
+    assert trials and all(t.state == TrialState.FAIL and t.user_attrs["steps"] > 0 for t in trials)
+    t2 = report.finding("T2")
+    assert t2.cause.startswith(f"{len(trials)} trials raised in training: RuntimeError: my metric is broken")

@@ -388,7 +388,7 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
             )
         except Exception as exc:  # a failing trial must not end the study
             error = f"{type(exc).__name__}: {exc}"
-    steps = result.steps - callback.start_step if result is not None else 0   # what this trial trained
+    steps = result.steps - callback.start_step if result is not None else _steps_before_error(store, callback)
     record: dict[str, Any] = {"number": trial.number, "params": params, "steps": steps,
                               "seconds": round(time.time() - started, 3), "run_id": callback.run_id}
     attrs = {"steps": steps, "seconds": record["seconds"],
@@ -431,6 +431,17 @@ def run_trial(study, trial, spec: StudySpec, stage: dict[str, Any], recipe_cls, 
         _print_trial(console, record, "screened" if screened else outcome,
                      callback.reported if outcome == "pruned" else value)
     return record
+
+
+def _steps_before_error(store, callback) -> int:
+    """The steps a trial trained before it raised (its run's summary says), 0 when it never started:
+    a trial that fails at its first validation has spent its steps of the budget."""
+    if callback.run_id is None:
+        return 0
+    try:
+        return max(0, int(store.get_run(callback.run_id).summary.get("steps") or 0) - callback.start_step)
+    except Exception:  # a run the store cannot read back: count none
+        return 0
 
 
 def _screened_run(study, trial, params: dict[str, Any], store) -> str | None:

@@ -153,14 +153,14 @@ def study_report(study, recipe_cls=None) -> Report:
     counts = A.outcomes([t for ts in stage_trials for t in ts])
     total = sum(counts.values())
     bad = counts["diverged"] + counts["nan"] + counts["failed"]
-    raised = [t for ts in stage_trials for t in ts
-              if t.user_attrs.get("outcome") == "failed" and not int(t.user_attrs.get("steps") or 0)]
+    raised = [t for ts in stage_trials for t in ts if t.user_attrs.get("outcome") == "failed"]
     kinds = [_error_kind(str(t.user_attrs.get("reason") or "")) for t in raised]
     common = max(set(kinds), key=kinds.count) if kinds else ""
     first = next((t for t, kind in zip(raised, kinds) if kind == common and common), None)
     errored_params = dict(first.params) if first is not None else {}
-    crashed = (f"{kinds.count(common)} trials raised before their first step: "
-               f"{str(first.user_attrs.get('reason'))[:200]}"
+    when = "before their first step" if not any(int(t.user_attrs.get("steps") or 0) for t in raised) \
+        else "in training"
+    crashed = (f"{kinds.count(common)} trials raised {when}: {str(first.user_attrs.get('reason'))[:200]}"
                if first is not None and kinds.count(common) * 2 >= counts["failed"] else "")
     frac = bad / total if total else 0.0
     status = "fail" if total and bad == total else "warn" if frac > 0.25 else "pass"
