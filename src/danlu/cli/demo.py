@@ -79,28 +79,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _demo_study(store, path)
 
     _step("what next")
-    from rich.table import Table
-
     ref = result.name
     try:  # a path the user can type: relative when the recipe is under the working directory
         shown = path.relative_to(Path.cwd())
     except ValueError:
         shown = path
     store_flag = f" --store {args.store}" if args.store else ""
-    nxt = Table.grid(padding=(0, 3))
-    nxt.add_column(style="bold")
-    nxt.add_column(style="dim")
-    for command, why in [
+    print_next_steps([
         (f"danlu ui {ref}{store_flag}", "open the dashboard on this run (curves, reports, compare)"),
         (f"danlu runs{store_flag}", "the experiment table"),
         (f"danlu show {ref}{store_flag}", "hyperparameters, reproducibility record, curves, reports"),
         (f"danlu train {shown} lr=1e-3 -m 'lower lr'{store_flag}", "a second run to compare"),
         (f"danlu diff {ref} last{store_flag}", "what changed between two runs"),
         (f"danlu reproduce {ref}{store_flag}", "re-run from the code snapshot, compare point by point"),
-    ]:
-        nxt.add_row(escape(command), escape(why))
-    console.print(nxt)
+    ])
     return 0 if result.status == "finished" else 1
+
+
+def print_next_steps(rows: list[tuple[str, str]]) -> None:
+    """Commands beside what each does; each command stays on one line so that it can be copied.
+    When the longest would leave the description under 20 columns (a long absolute path to the
+    recipe), each command gets a line of its own with its description below."""
+    from rich.table import Table
+
+    widest = max(len(command) for command, _ in rows)
+    if widest + 3 + 20 <= console.width:
+        table = Table.grid(padding=(0, 3))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(style="dim")
+        for command, why in rows:
+            table.add_row(escape(command), escape(why))
+        console.print(table)
+        return
+    for command, why in rows:
+        console.print(f"[bold]{escape(command)}[/]", soft_wrap=True)
+        console.print(f"    [dim]{escape(why)}[/]")
 
 
 #: Three hyperparameters of examples/digits.py: one that matters a lot (lr), two that matter less.
