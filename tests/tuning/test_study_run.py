@@ -400,6 +400,18 @@ def test_the_plan_says_so_when_trials_are_too_short_to_prune():
     assert pruning_plan(spec, 10, 69).startswith("pruning (asha) at steps 10, 30 of 69")
 
 
+def _study_of_synth_with(store, tmp_path, synth_path, name: str, method: str):
+    """A 4-trial study of the synthetic recipe with `method` (source) overridden: (report, trials)."""
+    (tmp_path / f"{name}.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(synth_path.parent)!r})\n"
+        "from synth import Synth\n\n"
+        "class Changed(Synth):\n" + method)
+    study = new_study(store, f"{tmp_path / f'{name}.py'}:Changed", ["a=0..1"], fixed={"epochs": "3"}, trials=4,
+                      name=name, prune="asha", min_resource=2)
+    return study.run(Sequential()), _trials(store, name)
+
+
 def test_a_recipe_that_raises_before_its_first_step_ends_the_study_and_says_why(store, tmp_path, synth_path):
     """Failed trials spend no steps, so a step budget alone would never end the study (seen:
     5,385 failed trials in 20 minutes). After FAILED_IN_A_ROW such failures it stops, and T2
@@ -407,17 +419,9 @@ def test_a_recipe_that_raises_before_its_first_step_ends_the_study_and_says_why(
     shape mismatch names the layer's width): the same error at every point is still one error."""
     from danlu.tuning.objective import FAILED_IN_A_ROW
 
-    (tmp_path / "broken.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(synth_path.parent)!r})\n"
-        "from synth import Synth\n\n"
-        "class Broken(Synth):\n"
-        "    def forward(self, model, batch):\n"
+    report, trials = _study_of_synth_with(
+        store, tmp_path, synth_path, "broken", "    def forward(self, model, batch):\n"
         "        raise ValueError(f'the recipe is broken at a={self.a}, width {int(self.a * 100)}')\n")
-    study = new_study(store, f"{tmp_path / 'broken.py'}:Broken", ["a=0..1"], fixed={"epochs": "3"}, trials=4,
-                      name="broken", prune="asha", min_resource=2)
-    report = study.run(Sequential())
-    trials = _trials(store, "broken")
     assert len(trials) == FAILED_IN_A_ROW and all(t.state == TrialState.FAIL for t in trials)
     t2 = report.finding("T2")
     assert t2.status == "fail" and "the recipe is broken at a=" in t2.cause and "danlu train" in t2.fix
@@ -427,17 +431,9 @@ def test_a_recipe_that_raises_before_its_first_step_ends_the_study_and_says_why(
 def test_trials_that_raise_at_their_first_validation_count_their_steps(store, tmp_path, synth_path):
     """A recipe whose metrics raise trains to its first epoch end, then fails: those steps are spent
     (the budget ends the study), and T2 says the trials raised in training, not before it."""
-    (tmp_path / "badval.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(synth_path.parent)!r})\n"
-        "from synth import Synth\n\n"
-        "class BadVal(Synth):\n"
-        "    def metrics(self, output, target):\n"
+    report, trials = _study_of_synth_with(
+        store, tmp_path, synth_path, "badval", "    def metrics(self, output, target):\n"
         "        raise RuntimeError(f'my metric is broken at a={self.a}')\n")
-    study = new_study(store, f"{tmp_path / 'badval.py'}:BadVal", ["a=0..1"], fixed={"epochs": "3"}, trials=4,
-                      name="badval", prune="asha", min_resource=2)
-    report = study.run(Sequential())
-    trials = _trials(store, "badval")
     assert trials and all(t.state == TrialState.FAIL and t.user_attrs["steps"] > 0 for t in trials)
     t2 = report.finding("T2")
     assert t2.cause.startswith(f"{len(trials)} trials raised in training: RuntimeError: my metric is broken")
