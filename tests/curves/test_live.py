@@ -142,3 +142,18 @@ def test_announcements_arrive_in_the_order_they_are_seen(synth):
     steps = [int(line.split(":")[0].removeprefix("at step ")) for line in lines]
     assert steps == sorted(steps) and all(line.startswith("at step ") for line in lines)
     assert not any("lr_decay" in line or "data_problem" in line for line in lines)
+
+
+def test_the_default_announcement_wraps_at_words_to_the_terminal(monkeypatch, capsys):
+    """A 146-character diagnosis line (seen on a word LM in an 80-column terminal) was left for the
+    terminal to cut mid-word; it is wrapped at words to the console's width."""
+    import danlu.console
+    from danlu.curves.live import _default_announce
+
+    monkeypatch.setattr(danlu.console.err_console, "width", 80)
+    line = ("at step 75: plateau since step 38 (training loss is flat at 5.257 at the majority baseline "
+            "5.073: -30% overall, -2% over the last half)")
+    _default_announce(line)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 2 and all(len(part) <= 80 for part in lines)
+    assert " ".join(part.strip() for part in lines) == f"diagnosis: {line}"

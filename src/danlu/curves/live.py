@@ -70,7 +70,8 @@ class RegimeChange:
 def _default_announce(line: str) -> None:
     from danlu.console import err_console, escape
 
-    err_console.print(f"[yellow]diagnosis:[/] {escape(line)}")
+    # prose, not a command to copy: wrapped at words to the terminal's width, not cut by the terminal
+    err_console.print(f"[yellow]diagnosis:[/] {escape(line)}", soft_wrap=False)
 
 
 class LiveDiagnosis(Callback):
