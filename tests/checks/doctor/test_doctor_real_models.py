@@ -174,7 +174,7 @@ def test_the_report_leads_with_the_root_cause():
     assert nan.meta["root_cause"]["id"] == "S9"
     assert "root_cause" not in check("clean", "S2,S3").meta       # nothing wrong, nothing to lead with
     shown = by_name(report, "overfit one batch")
-    assert shown.status == "fail"
+    assert shown.status == "warn"    # a head on untrained random layers memorises but stalls; S8 says why
 
 
 def test_the_terminal_says_where_to_start(capsys):
