@@ -165,6 +165,16 @@ def test_a_decoder_too_small_for_the_vocabulary_fails_s13():
     assert f.status == "fail" and "labels go up to 59 but the model has 50 outputs" in f.summary
 
 
+def test_an_autoencoder_whose_target_is_its_input_is_not_beaten_by_zeros():
+    """pytorch/examples' VAE makes its target from the input in the training step. S5's zero-input
+    model is scored against the real input: zeroing both let it predict zeros perfectly, and S5
+    failed a healthy model. The same model with its code cut from the input still fails."""
+    clean = finding(check("autoencoder", "S5"), "S5")
+    assert clean.status == "pass" and clean.evidence["loss_zero"] > clean.evidence["loss_real"] > 0
+    blind = finding(check("autoencoder", "S5", ["bug=blind"]), "S5")
+    assert blind.status == "fail" and blind.evidence["output_change_when_zeroed"] == 0.0
+
+
 def test_the_report_leads_with_the_root_cause():
     report = check("plain_list_layers", "S8,S2,S3")
     root = report.meta["root_cause"]

@@ -90,7 +90,9 @@ class InputDependence(Check):
     How: trains two copies of the fresh model with the recipe's training step on the same
     shuffled training batches (at the learning rate S2 needed to fit a batch), one on the
     real inputs and one with the inputs zeroed (the first item of a tuple batch; in a dict
-    batch the entry named input_ids, pixel_values, x, ...), then compares their losses on up to
+    batch the entry named input_ids, pixel_values, x, ...) but scored against the real batch's
+    targets (an autoencoder's target is its input, and must not be zeroed with it), then
+    compares their losses on up to
     `eval_samples` validation samples (each on its own kind of input), sample by sample,
     with a paired t-statistic. It evaluates after `steps` steps and, while the real-input
     model is not clearly better, again after twice as many, up to `max_steps` (slow
@@ -159,6 +161,8 @@ class InputDependence(Check):
         step_real, step_zero = ctx.train_step(real, max_steps), ctx.train_step(zero, max_steps)
         for step in (step_real, step_zero):
             step.scale_lr(lr_scale)
+        scored = _RealTarget(ctx.recipe)
+        step_zero.recipe = scored      # type: ignore[assignment]  # the zero-input model learns the real targets
         lr = step_real.lr        # before the schedule moves it
         stream = ctx.stream(seed=5)
         train = {"real": math.nan, "zero": math.nan}
@@ -170,7 +174,9 @@ class InputDependence(Check):
                 for key, model, step, b in (("real", real, step_real, batch),
                                             ("zero", zero, step_zero, with_inputs(batch, torch.zeros_like(x)))):
                     model.train()
-                    train[key] = scalar(step(b).loss)
+                    out = step(b)
+                    scored.target = out.target if key == "real" else None
+                    train[key] = scalar(out.loss)
                     train.setdefault(f"{key}_first", train[key])
             done = target_steps
             if not (math.isfinite(train["real"]) and math.isfinite(train["zero"])):
@@ -200,7 +206,8 @@ class InputDependence(Check):
                 x, _ = split(batch)
                 zb = with_inputs(batch, torch.zeros_like(x))
                 out_r, tgt = ctx.forward(real, batch)
-                out_z, tgt_z = ctx.forward(zero, zb)
+                out_z, _ = ctx.forward(zero, zb)
+                tgt_z = tgt       # scored against the real batch's target, which may be made from its input
                 out_rz, _ = ctx.forward(real, zb)
                 n = batch_size_of(batch)
                 loss_r, loss_z = scalar(ctx.loss(out_r, tgt)), scalar(ctx.loss(out_z, tgt_z))
@@ -311,6 +318,27 @@ class InputDependence(Check):
             why = (f"t < {self.min_t:g}" if cmp.t < self.min_t else f"by less than {self.min_gain:.0%} of the loss")
             return self.finding("warn", text, evidence=ev, fix=fix, cause=f"better, but not clearly ({why}): " + cause)
         return self.finding("fail", text, evidence=ev, cause=cause, fix=fix)
+
+
+class _RealTarget:
+    """The recipe, with forward's target replaced by the real batch's, for the zero-input model.
+
+    A target made from the input (an autoencoder's reconstruction target, a language model's
+    shifted input) would be zeroed with it, and the blind model would learn to predict zeros:
+    a baseline no model can lose to. Scored against the real target, it learns what the
+    labels alone tell. Where the target does not depend on the input, nothing changes.
+    """
+
+    def __init__(self, recipe: Any) -> None:
+        self.recipe = recipe
+        self.target: Any = None     # the real batch's target, set before each zero-input step
+
+    def forward(self, model: nn.Module, batch: Any) -> tuple[Any, Any]:
+        output, target = self.recipe.forward(model, batch)
+        return output, (target if self.target is None else self.target)
+
+    def loss(self, output: Any, target: Any) -> torch.Tensor:
+        return self.recipe.loss(output, target)
 
 
 def _largest_change(a: Any, b: Any) -> float:
