@@ -297,6 +297,22 @@ def test_validation_on_another_scale_warns():
     assert by_name(run(r, only=["D4"]), "normalisation").status == "pass"
 
 
+@pytest.mark.parametrize("val_items", [3, 12])
+def test_a_few_validation_items_are_judged_against_their_chance_spread(val_items):
+    """pytorch/examples' sine-wave LSTM validates on 3 sequences: their per-feature means and stds
+    differ from training by chance, and D4 said "validation is on another scale" in 53 of 199
+    features. Clean: a few items of the training distribution stay quiet; planted: the same few
+    items x10 or shifted by 5 standard deviations still warn."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(100 + val_items, 199, generator=g), torch.randint(0, 2, (100 + val_items,), generator=g)
+    train = TensorDataset(x[:100], y[:100])
+    for val, status in ((x[100:], "pass"), (10 * x[100:], "warn"), (x[100:] + 5, "warn")):
+        f = by_name(run(recipe(train, TensorDataset(val, y[100:]), model=lambda: linear(199, 2)), only=["D4"]),
+                    "normalisation")
+        assert f.status == status, f.summary
+        assert ("validation is on another scale" in f.summary) == (status == "warn")
+
+
 def test_feature_scales_that_differ_warn():
     g = torch.Generator().manual_seed(7)
     x = torch.randn(300, 5, generator=g) * torch.tensor([1.0, 1.0, 1.0, 1.0, 0.001])

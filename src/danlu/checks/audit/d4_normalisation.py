@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from danlu.checks.audit.scan import Moments
@@ -62,7 +64,9 @@ class Normalisation(Check):
     D4.std_far (5) or a (non-constant) std < D4.std_tiny (0.01); when feature stds
     differ more than D4.scale_ratio (100) times; when validation is shifted by more than
     D4.shift (0.5) training standard deviations or its std is outside x0.5..x2 (in
-    images any channel, in feature vectors at least 10% of the features). Features that
+    images any channel, in feature vectors at least 10% of the features); with few
+    validation items (n) the limits widen to the chance spread, 4/sqrt(n) standard
+    deviations and a std ratio of exp(4/sqrt(2(n-1))), so 3 validation items do not warn. Features that
     are nearly always one value (their mean lies within 5% of their range from its edge:
     border pixels, rare flags) are counted but not judged on scale: standardising them
     would blow their rare values up.
@@ -187,7 +191,12 @@ class Normalisation(Check):
         ok = varying
         delta = np.abs(v.mean - m.mean) / sd
         ratio = np.maximum(v.std, _CONSTANT) / sd
-        shifted = ok & ((delta > self.shift) | (ratio > 2) | (ratio < 0.5))
+        # a few validation items have a mean and std of their own by chance: the thresholds widen to
+        # 4 standard errors (counting items, as values within an item are not independent)
+        items = max(2, int(ctx.scans["val"].n))
+        mean_limit = max(self.shift, 4 / math.sqrt(items))
+        log_limit = max(math.log(2), 4 / math.sqrt(2 * (items - 1)))
+        shifted = ok & ((delta > mean_limit) | (np.abs(np.log(ratio)) > log_limit))
         need = 1 if _unit(m) == "channel" else max(1, int(0.1 * ok.sum()))
         if shifted.sum() < need:
             return ""
