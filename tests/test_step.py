@@ -101,3 +101,65 @@ def test_step_moves_batches_to_the_models_device():
     assert step.device == torch.device("cpu")
     out = step((torch.randn(4, 5), torch.tensor([0, 1, 0, 1])))
     assert out.loss.shape == () and torch.isfinite(out.loss)
+
+
+class LeastSquares(danlu.Recipe):
+    """pytorch/examples' time-series example trains with LBFGS, whose step() needs a closure."""
+
+    lr: float = 1.0
+    epochs: int = 2
+    batch_size: int = 64
+    task = "regression"
+    max_iter: int = 20
+
+    def data(self):
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(80, 4, generator=g)
+        y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.01 * torch.randn(80, generator=g)
+        return TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:])
+
+    def model(self):
+        return nn.Linear(4, 1)
+
+    def forward(self, model, batch):
+        x, y = batch
+        return model(x).squeeze(-1), y
+
+    def optimizer(self, params):
+        return torch.optim.LBFGS(params, lr=self.lr, max_iter=self.max_iter)
+
+
+def test_an_optimizer_that_needs_a_closure_trains(store):
+    """LBFGS re-evaluates the loss inside step(): the step hands it a closure over the pending batch,
+    and training solves least squares in its first step (it crashed: step() missing 'closure')."""
+    result = fit(LeastSquares(), store=store, progress=False)
+    assert result.status == "finished"
+    _, losses = store.read_series(result.run_id, "train/loss")
+    assert losses[0] > 1.0 and losses[-1] < 1e-3
+
+
+def test_the_closure_reuses_the_first_evaluation_and_recomputes_the_rest():
+    calls = []
+    recipe = LeastSquares(max_iter=1)
+    model = recipe.model()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    step = TrainStep.for_recipe(recipe, model, total_steps=4)
+    assert step.needs_closure
+    train, _ = recipe.data()
+    x, y = train.tensors
+    step((x[:32], y[:32]))
+    assert len(calls) == 1                 # max_iter=1: the gradients forward_backward left are enough
+    step.optimizer.param_groups[0]["max_iter"] = 4
+    step.window([(x[:16], y[:16]), (x[16:32], y[16:32])])
+    assert len(calls) > 3 and len(calls) % 2 == 1    # 2 micro-batches, then each re-evaluation runs both
+
+
+def test_float16_cannot_drive_a_closure_and_says_so():
+    recipe = LeastSquares(precision="16")
+    model = recipe.model()
+    try:
+        TrainStep.for_recipe(recipe, model, total_steps=4)
+    except ValueError as exc:
+        assert "LBFGS" in str(exc) and "bf16" in str(exc)
+    else:
+        raise AssertionError("float16 with LBFGS must be refused")

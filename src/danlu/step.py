@@ -89,8 +89,16 @@ class TrainStep:
             device = first.device if first is not None else torch.device("cpu")
         self.device = torch.device(device)
         self._pending = False      # gradients of a forward_backward not yet applied
+        #: An optimizer whose step() needs a closure (LBFGS) re-evaluates the loss itself: the
+        #: micro-batches of the pending window, and their loss, are kept for it.
+        self.needs_closure = _requires_closure(optimizer)
+        self._window: list[tuple[Any, float]] = []
+        self._window_loss: torch.Tensor | None = None
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if self.needs_closure and precision == "16":
+            raise ValueError(f"{type(optimizer).__name__} re-evaluates the loss in its step (a closure), which "
+                             "float16's gradient scaler cannot drive: use precision='bf16' or '32'")
         self.precision = precision
         self.autocast_dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "16")
@@ -146,10 +154,38 @@ class TrainStep:
         `scale` multiplies the loss for the backward pass (1/N for one of N accumulated micro-batches)."""
         if not self._pending:
             self.optimizer.zero_grad(set_to_none=True)
-        output, target, loss = self._forward(to_device(batch, self.device))
+            self._window, self._window_loss = [], None
+        batch = to_device(batch, self.device)
+        output, target, loss = self._forward(batch)
         self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
         self._pending = True
+        if self.needs_closure:
+            self._window.append((batch, scale))
+            part = loss.detach() * scale
+            self._window_loss = part if self._window_loss is None else self._window_loss + part
         return StepOutput(loss.detach(), output, target)
+
+    def _closure(self):
+        """The loss of the pending window, for an optimizer that re-evaluates it (LBFGS): its first call
+        returns what forward_backward computed (the gradients are in place); later calls recompute."""
+        calls = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            if calls == 1 and self._window_loss is not None:
+                return self._window_loss
+            self.optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=self.device)
+            for batch, scale in self._window:
+                _, _, loss = self._forward(batch)
+                (loss * scale if scale != 1.0 else loss).backward()
+                total = total + loss.detach().float() * scale
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            return total
+
+        return closure
 
     def update(self) -> None:
         """Clip, step the optimizer and the schedule with the gradients gathered so far."""
@@ -162,6 +198,8 @@ class TrainStep:
             self.scaler.update()
             if self.scaler.get_scale() < before:  # the scaler backed off: this step was skipped
                 self.skipped_steps += 1
+        elif self.needs_closure:
+            self.optimizer.step(self._closure())
         else:
             self.optimizer.step()
         if self.scheduler is not None:
@@ -189,6 +227,17 @@ class TrainStep:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
+
+
+def _requires_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """True when the optimizer's step() has a `closure` argument without a default (LBFGS)."""
+    import inspect
+
+    try:
+        param = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is inspect.Parameter.empty
 
 
 #: The recipe's `precision` -> the autocast dtype (None: full float32).

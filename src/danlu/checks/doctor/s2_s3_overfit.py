@@ -116,7 +116,7 @@ def _blind_regression_loss(ctx, output: Any, target: Any) -> float | None:
             def closure():
                 opt.zero_grad()
                 loss = ctx.loss(const.expand_as(shaped), target)
-                loss.backward()
+                loss.backward()     # fits one constant prediction (the reference), not the model
                 return loss
 
             values.append(scalar(closure()))
