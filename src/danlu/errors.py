@@ -20,6 +20,7 @@ __all__ = [
     "MissingExtra",
     "require",
     "error_text",
+    "error_kind",
     "user_frame",
     "is_user_file",
     "in_user_code",
@@ -91,6 +92,15 @@ def error_text(exc: BaseException, limit: int = 300, *, frame: bool = False) -> 
         if frames:
             text += f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})"
     return text
+
+
+def error_kind(message: str) -> str:
+    """An error message with its numbers blanked: the same error raised at different points
+    ("shapes 32x4 and 8x56", "64x4 and 8x56": other batch sizes, other widths) is one kind, in
+    a study's failed trials (T2) and in the checks a recipe's crash broke."""
+    import re
+
+    return re.sub(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", message)
 
 
 def _library_roots() -> list[str]:

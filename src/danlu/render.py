@@ -193,10 +193,14 @@ def print_report(report: Report, con=None, verbose: bool = False, folder=None) -
     con.print(f"[bold]{escape(report.title)}[/]  [{style}]{report.status.upper()}[/]  {tally}")
     root = report.meta.get("root_cause")
     if root:
-        verb = "warns" if root.get("status") == "warn" else "fails"
-        con.print(f" [bold]start here:[/] {escape(root['id'])} {escape(root['name'])} {verb}; "
-                  f"{escape(', '.join(root['follows']))} probably "
-                  f"{'follow' if len(root['follows']) > 1 else 'follows'} from it")
+        if root.get("crash"):
+            con.print(f" [bold]start here:[/] {escape(root['id'])} {escape(root['name'])} crashed; "
+                      f"{escape(', '.join(root['follows']))} crashed with the same error")
+        else:
+            verb = "warns" if root.get("status") == "warn" else "fails"
+            con.print(f" [bold]start here:[/] {escape(root['id'])} {escape(root['name'])} {verb}; "
+                      f"{escape(', '.join(root['follows']))} probably "
+                      f"{'follow' if len(root['follows']) > 1 else 'follows'} from it")
     lines = RichTable.grid(padding=(0, 1))
     lines.add_column(no_wrap=True)
     lines.add_column(no_wrap=True)
@@ -204,8 +208,9 @@ def print_report(report: Report, con=None, verbose: bool = False, folder=None) -
     for f in report.findings:
         st = STATUS_STYLE.get(f.status, "")
         follows = f.evidence.get("follows_from") if isinstance(f.evidence, dict) else None
+        link = "the same error as" if f.evidence.get("same_error") else "probably follows from"
         text = Text.from_markup(f"[bold]{escape(f.name)}:[/] {escape(f.summary)}"
-                                + (f" [dim](probably follows from {escape(str(follows))})[/]" if follows else ""))
+                                + (f" [dim]({link} {escape(str(follows))})[/]" if follows else ""))
         if not (follows and not verbose) and (f.status in ("warn", "fail") or verbose):
             if f.cause:
                 text.append_text(Text.from_markup(f"\n[dim]cause:[/] {escape(f.cause)}"))

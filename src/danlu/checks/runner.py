@@ -27,7 +27,7 @@ from danlu.checks.base import STAGES, Check, CheckResult, DependencyFailed, Fami
 from danlu.checks.catalog import configure, select
 from danlu.checks.context import Advance, Context
 from danlu.device import resolve_device
-from danlu.errors import error_text, in_user_code, short_traceback, user_frame
+from danlu.errors import error_kind, error_text, in_user_code, short_traceback, user_frame
 from danlu.recipe import Recipe, recipe_name, recipe_spec
 from danlu.report import Finding, Report
 
@@ -186,7 +186,9 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
 def root_cause(findings: list[Finding]) -> dict[str, Any] | None:
     """The check most other problems follow from, when several: {"id", "name", "status", "follows"}.
 
-    Candidates are the failing and warning checks; each one explains the problems EXPLAINS
+    When several checks crashed with the same error in the recipe's code, the first of them is the
+    root and the others follow ("crash": True). Else candidates are the failing and warning checks;
+    each one explains the problems EXPLAINS
     lists for it (vanishing gradients, a warning, explain an overfit that fails). The root
     is the one that explains the most (ties: the earlier in EXPLAINS), and only when it
     explains at least one other; its consequences are marked in their evidence
@@ -196,6 +198,16 @@ def root_cause(findings: list[Finding]) -> dict[str, Any] | None:
     ids = list(dict.fromkeys(f.id for f in failing))
     if len(ids) < 2:
         return None
+    crashes: dict[str, list[Finding]] = {}
+    for f in failing:           # the recipe's code raising the same error in several checks is the cause
+        if f.status == "fail" and f.summary.startswith("crashed:") and f.evidence.get("error"):
+            crashes.setdefault(error_kind(str(f.evidence["error"])), []).append(f)
+    same = max(crashes.values(), key=len, default=[])
+    if len(same) > 1:
+        head, rest = same[0], list(dict.fromkeys(f.id for f in same[1:] if f.id != same[0].id))
+        for f in same[1:]:
+            f.evidence["follows_from"], f.evidence["same_error"] = head.id, True
+        return {"id": head.id, "name": head.name, "status": head.status, "follows": rest, "crash": True}
     order = list(EXPLAINS)
     best, best_follow = None, []
     for cid in sorted(ids, key=lambda c: order.index(c) if c in order else len(order)):

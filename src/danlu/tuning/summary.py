@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import danlu.tuning.importance as A
+from danlu.errors import error_kind
 from danlu.plots import figure, plotting_available, save
 from danlu.report import Finding, Report, Table
 from danlu.tuning.space import Space
@@ -154,7 +154,7 @@ def study_report(study, recipe_cls=None) -> Report:
     total = sum(counts.values())
     bad = counts["diverged"] + counts["nan"] + counts["failed"]
     raised = [t for ts in stage_trials for t in ts if t.user_attrs.get("outcome") == "failed"]
-    kinds = [_error_kind(str(t.user_attrs.get("reason") or "")) for t in raised]
+    kinds = [error_kind(str(t.user_attrs.get("reason") or "")) for t in raised]
     common = max(set(kinds), key=kinds.count) if kinds else ""
     first = next((t for t, kind in zip(raised, kinds) if kind == common and common), None)
     errored_params = dict(first.params) if first is not None else {}
@@ -233,12 +233,6 @@ def study_report(study, recipe_cls=None) -> Report:
     meta["basis"] = comp.describe()
     return Report(kind="study", title=f"study {spec.name}: {spec.mode}, {total} trials", findings=findings,
                   tables=tables, images=images, meta=meta)
-
-
-def _error_kind(message: str) -> str:
-    """An error message with its numbers blanked: trials that raised the same error at different
-    points ("shapes 32x4 and 8x56", "32x4 and 8x11") count as one error (T2)."""
-    return re.sub(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", message)
 
 
 def phase_of(trial) -> str:

@@ -87,6 +87,24 @@ def test_crash_inside_a_check_is_a_failure_at_the_user_line_and_others_run():
     assert finding(report, "S7").status == "pass"  # eval-mode checks still ran
 
 
+def test_the_same_crash_in_several_checks_leads_the_report(capsys):
+    """One error raised by the recipe in every check that trains is where to start, not a check that
+    would explain the others' failures (S9 was named "start here" for an optimizer that crashed)."""
+    from danlu.console import console
+    from danlu.render import print_report
+
+    report = check("crash_train_forward", "S13,S7,S8,S9,S2")
+    root = report.meta["root_cause"]
+    assert root["crash"] and root["id"] == "S8" and root["follows"] == ["S9", "S2"]
+    assert finding(report, "S2").evidence["follows_from"] == "S8"
+    print_report(report, console)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "start here: S8 gradients crashed; S9, S2 crashed with the same error" in out
+    assert "(the same error as S8)" in out
+    planted = check("plain_list_layers", "S8,S2,S3").meta["root_cause"]
+    assert "crash" not in planted and planted["id"] == "S8"       # failures that are not crashes: as before
+
+
 def test_crashes_after_a_gating_failure_are_reported_as_consequences():
     report = check("labels_out_of_range", "S13,S8")
     assert finding(report, "S13").status == "fail"
