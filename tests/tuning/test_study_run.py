@@ -293,12 +293,21 @@ def test_a_point_that_went_on_trains_exactly_as_if_trained_from_the_start(store,
     assert store.get_run(went_on).parent is not None
 
 
-def test_tune_without_pruning_has_nothing_left_to_exploit(store, synth_path):
+def test_tune_without_pruning_has_nothing_left_to_exploit_and_says_so(store, synth_path):
+    """4 points without pruning spend the whole budget: the plan says TPE gets nothing and from how
+    many trials it would (it said "then TPE until 120 steps are spent"), and H2 says why it had none."""
+    from rich.console import Console
+
+    con = Console(record=True, width=200)
     study = new_study(store, str(synth_path), ["a=0..1"], fixed={"epochs": "1"}, trials=4, name="flat", prune="none")
-    report = study.run(Sequential())
+    report = study.run(Sequential(), console=con)
     trials = _trials(store, "flat")
     assert len(trials) == 4 and not [t for t in trials if t.user_attrs.get("phase") == "exploit"]
     assert _phases(report).evidence["exploit"]["trials"] == 0
+    plan = con.export_text()
+    assert "the whole budget of" in plan and "from --trials 9 on" in plan and "then TPE" not in plan
+    assert explore_points(9) == 8 < 9          # the number the plan names
+    assert "exploit 0 trials, 0 steps (0% of the budget), nothing left to spend" in _phases(report).summary
 
 
 def test_the_pruner_is_never_asked_about_a_trial_at_its_last_step():

@@ -272,16 +272,25 @@ class Study:
             later = "".join(f", the best third on to {r}" for r in stage["rounds"][1:])
             line = (f"stage {index + 1}/{len(spec.stages)}: {points} points at {scale} in rounds (all to step "
                     f"{stage['rounds'][0]}{later}, the best third on to the end)")
+        steps = int(stage.get("max_steps") or math.ceil(spec.budget_steps * min(fraction, 1.0)))
+        min_resource = int(stage.get("min_resource") or spec.min_resource)
         if stage.get("step_budget"):
-            line += f", then TPE until {stage['step_budget']} steps are spent"
+            prunes = spec.prune != "none" and bool(rung_steps(min_resource, spec.reduction_factor, steps))
+            if n >= spec.trials and not stage.get("rounds") and not prunes:   # nothing can be saved for TPE
+                more = spec.trials + 1
+                while explore_points(more) >= more:
+                    more += 1
+                line += (f", the whole budget of {stage['step_budget']} steps (TPE searches after the first "
+                         f"{explore_points(more)} points, from --trials {more} on)")
+            else:
+                line += f", then TPE until {stage['step_budget']} steps are spent"
         if index > 0:
             previous = load_optuna_study(self.storage, spec.name, index - 1)
             eta = estimate_stage_seconds(previous.get_trials(deepcopy=False), spec.stages[index - 1],
                                          spec.stages[index], n, workers)
             if eta is not None:
                 line += f", estimated {_duration(eta)} (measured on stage {index})"
-        steps = int(stage.get("max_steps") or math.ceil(spec.budget_steps * min(fraction, 1.0)))
-        say(line + "; " + pruning_plan(spec, int(stage.get("min_resource") or spec.min_resource), steps))
+        say(line + "; " + pruning_plan(spec, min_resource, steps))
 
     def _mark_storage_status(self, status: str) -> None:
         load_optuna_study(self.storage, self.spec.name, 0).set_user_attr("status", status)

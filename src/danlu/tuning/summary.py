@@ -254,7 +254,8 @@ def _phases_finding(trials, stage: dict[str, Any]) -> Finding:
         best = min(done) if done else None
         evidence[phase] = {"trials": len(mine), "steps": steps, "best": best}
         share = f"{steps / budget:.0%} of the budget" if budget else f"{steps} steps"
-        found = f"best {best:.4g}" if best is not None else "no completed trial"
+        found = (f"best {best:.4g}" if best is not None else "nothing left to spend" if not mine and budget
+                 and evidence["explore"]["steps"] >= budget else "no completed trial")
         parts.append(f"{phase} {len(mine)} trials, {steps} steps ({share}), {found}")
     return Finding("H2", "explore, then exploit", "info", "; ".join(parts) + f" (budget {budget} steps)",
                    evidence=evidence)
